@@ -1,0 +1,38 @@
+# Two commands: `make run` serves the platform, `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha256sum | cut -c1-12)
+
+.PHONY: setup run test system-deps bench check clean
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+run: setup
+	@bash scripts/run.sh
+
+test: setup system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: setup
+	DJANGO_ENV=production DJANGO_SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(64))') \
+	DJANGO_ALLOWED_HOSTS=example.org DATABASE_URL=sqlite:///var/check.sqlite3 CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \
+	AUDIT_HMAC_KEY=x FILE_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet;print(Fernet.generate_key().decode())') \
+	EXPORT_SIGNING_KEY=$$($(PY) -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())') \
+	$(PY) manage.py check --deploy --fail-level WARNING
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) var

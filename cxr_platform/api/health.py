@@ -1,0 +1,46 @@
+"""Liveness of the pieces the platform depends on: database, broker, storage."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+
+
+def check_database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        return {"ok": True, "vendor": connection.vendor}
+    except Exception as exc:  # report, never raise: this is a health probe
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def check_broker() -> dict:
+    from cxr_platform.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            transport = conn.transport_cls if isinstance(conn.transport_cls, str) else conn.transport.driver_type
+        return {"ok": True, "transport": str(transport)}
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def check_storage() -> dict:
+    name = f"health/{uuid.uuid4().hex}"
+    try:
+        saved = default_storage.save(name, ContentFile(b"ok"))
+        default_storage.delete(saved)
+        return {"ok": True, "backend": type(default_storage).__name__}
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def platform_health() -> dict:
+    checks = {"database": check_database(), "broker": check_broker(), "storage": check_storage()}
+    return {"status": "ok" if all(c["ok"] for c in checks.values()) else "degraded", "checks": checks}

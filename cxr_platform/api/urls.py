@@ -1,0 +1,14 @@
+"""/api/v1/: each app contributes its routes from ``<app>/api/urls.py``."""
+
+from django.urls import include, path
+
+from .views import HealthView
+
+urlpatterns = [
+    path("health", HealthView.as_view(), name="api-health"),
+    path("", include("access.api.urls")),
+    path("", include("registry.api.urls")),
+    path("", include("generation.api.urls")),
+    path("", include("screening.api.urls")),
+    path("", include("exports.api.urls")),
+]

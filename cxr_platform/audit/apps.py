@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class AuditConfig(AppConfig):
+    name = "cxr_platform.audit"
+    label = "audit"
+    verbose_name = "Audit log"
+
+    def ready(self):
+        from . import signals  # noqa: F401

@@ -1,0 +1,84 @@
+"""Reading and checking the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from .models import AuditEvent
+from .services import GENESIS_MAC, compute_mac
+
+
+@dataclass
+class ChainProblem:
+    sequence: int | None
+    message: str
+
+
+@dataclass
+class ChainReport:
+    checked: int
+    problem: ChainProblem | None
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+
+def verify_chain(key: str | None = None, chunk_size: int = 2000) -> ChainReport:
+    """Walk the whole chain in order and report the first broken link."""
+    expected_previous = GENESIS_MAC
+    expected_sequence = 1
+    checked = 0
+    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=chunk_size):
+        if event.sequence != expected_sequence:
+            if event.sequence > expected_sequence:
+                message = (
+                    f"event #{expected_sequence} is missing (the log jumps from #{expected_sequence - 1} "
+                    f"to #{event.sequence}): an event was deleted"
+                )
+            else:
+                message = f"event #{event.sequence} appears out of order after #{expected_sequence - 1}"
+            return ChainReport(checked, ChainProblem(event.sequence, message))
+        if event.previous_mac != expected_previous:
+            return ChainReport(
+                checked,
+                ChainProblem(
+                    event.sequence,
+                    f"event #{event.sequence} does not follow the event before it: events were "
+                    "deleted, inserted or reordered just before it",
+                ),
+            )
+        if compute_mac(event, event.previous_mac, key) != event.mac:
+            return ChainReport(
+                checked,
+                ChainProblem(
+                    event.sequence,
+                    f"event #{event.sequence} ({event.action}) does not match its seal: its content was "
+                    "edited, or it was inserted by someone without the audit key",
+                ),
+            )
+        expected_previous = event.mac
+        expected_sequence += 1
+        checked += 1
+    return ChainReport(checked, None)
+
+
+def filter_events(
+    *, actor: str = "", action: str = "", target_type: str = "", target_id: str = "", since=None, until=None
+) -> QuerySet[AuditEvent]:
+    events = AuditEvent.objects.all()
+    if actor:
+        events = events.filter(actor_username__iexact=actor)
+    if action:
+        events = events.filter(action__startswith=action)
+    if target_type:
+        events = events.filter(target_type=target_type)
+    if target_id:
+        events = events.filter(target_id=target_id)
+    if since:
+        events = events.filter(occurred_at__gte=since)
+    if until:
+        events = events.filter(occurred_at__lte=until)
+    return events.order_by("-sequence")

@@ -1,0 +1,5 @@
+from django.conf import settings
+
+
+def platform(request):
+    return {"ENVIRONMENT": settings.ENVIRONMENT}

@@ -1,0 +1,373 @@
+"""Settings for cxr-platform, read from the environment.
+
+One module for every environment; the differences between development, test
+and production are small and kept together at the bottom of each section.
+``DJANGO_ENV`` picks the environment (``development`` by default, ``test``
+under pytest, ``production`` for deployments).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("CXR_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# Nothing in this project may reach a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DIFFUSERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def env(name: str, default=None):
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+ENVIRONMENT = env("DJANGO_ENV") or ("test" if "pytest" in sys.modules else "development")
+if ENVIRONMENT not in {"development", "test", "production"}:
+    raise ImproperlyConfigured(f"DJANGO_ENV must be development, test or production, not {ENVIRONMENT!r}")
+PRODUCTION = ENVIRONMENT == "production"
+TESTING = ENVIRONMENT == "test"
+CI = env_bool("CI")
+
+
+def secret(name: str, dev_default: str) -> str:
+    """A secret from the environment; development and tests get a fixed, clearly insecure one."""
+    value = env(name)
+    if value:
+        return value
+    if PRODUCTION:
+        raise ImproperlyConfigured(f"{name} must be set in the environment in production")
+    return dev_default
+
+
+# --- Core -------------------------------------------------------------------
+SECRET_KEY = secret("DJANGO_SECRET_KEY", "insecure-development-key-" + "x" * 40)
+DEBUG = env_bool("DJANGO_DEBUG", default=ENVIRONMENT == "development")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,testserver,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "cxr_platform",
+    "cxr_platform.audit",
+    "cxr_platform.api",
+    "access",
+    "registry",
+    "generation",
+    "screening",
+    "exports",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "cxr_platform.audit.middleware.AuditContextMiddleware",
+    # axes must come last so that it sees the result of authentication.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "cxr_platform.urls"
+WSGI_APPLICATION = "cxr_platform.wsgi.application"
+ASGI_APPLICATION = "cxr_platform.asgi.application"
+AUTH_USER_MODEL = "access.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "cxr_platform.context_processors.platform",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+# Development defaults to SQLite (the embedded default). Tests use PostgreSQL
+# whenever it is reachable and require it when CI=true.
+_POSTGRES_TEST_URL = env("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+_SQLITE_URL = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+if env("DATABASE_URL"):
+    _database_url = env("DATABASE_URL")
+elif PRODUCTION:
+    raise ImproperlyConfigured("DATABASE_URL must be set in production")
+elif TESTING and not env_bool("TEST_USE_SQLITE"):
+    if _reachable("127.0.0.1", 5432):
+        _database_url = _POSTGRES_TEST_URL
+    elif CI:
+        raise ImproperlyConfigured("CI=true requires PostgreSQL on 127.0.0.1:5432")
+    else:
+        _database_url = _SQLITE_URL
+else:
+    _database_url = _SQLITE_URL
+
+DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+DATABASES["default"].setdefault("TEST", {})
+if env("DATABASE_TEST_NAME") or (TESTING and DATABASES["default"]["ENGINE"].endswith("postgresql")):
+    # DATABASE_TEST_NAME lets several test runs share one PostgreSQL server without clashing.
+    DATABASES["default"]["TEST"]["NAME"] = env("DATABASE_TEST_NAME", "test_cxr_platform")
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+    DATABASES["default"]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = env("TIME_ZONE", "UTC")
+LANGUAGE_CODE = "en-us"
+
+# --- Authentication -------------------------------------------------------------
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+if TESTING:
+    # Argon2 is deliberately slow; tests create many users. Production never takes this branch.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 30) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+OTP_TOTP_ISSUER = "cxr-platform"
+# Reviewers and admins must pass TOTP before review/admin pages; development can relax it.
+REQUIRE_STAFF_2FA = env_bool("REQUIRE_STAFF_2FA", True)
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 12)
+CSRF_COOKIE_HTTPONLY = False  # the progress pages post with fetch() and read the token from the form
+
+# --- E-mail ---------------------------------------------------------------------
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+if TESTING:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "cxr-platform <no-reply@localhost>")
+
+# --- Static files and storage ---------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Media are never served by URL: every file goes through a view that checks permissions.
+MEDIA_ROOT = Path(env("MEDIA_ROOT", VAR_DIR / "media"))
+STORAGE_BACKEND = env("STORAGE_BACKEND", "local")
+_default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(MEDIA_ROOT)}}
+if STORAGE_BACKEND == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("S3_BUCKET"),
+            "endpoint_url": env("S3_ENDPOINT_URL"),
+            "region_name": env("S3_REGION"),
+            "access_key": env("S3_ACCESS_KEY_ID"),
+            "secret_key": env("S3_SECRET_ACCESS_KEY"),
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# How protected downloads reach the client: "django" streams them, "nginx" sends
+# X-Accel-Redirect, "apache" sends X-Sendfile (the front server then serves the bytes).
+DOWNLOAD_OFFLOAD = env("DOWNLOAD_OFFLOAD", "django")
+DOWNLOAD_OFFLOAD_PREFIX = env("DOWNLOAD_OFFLOAD_PREFIX", "/protected/")
+DOWNLOAD_LINK_TTL_SECONDS = env_int("DOWNLOAD_LINK_TTL_SECONDS", 3600)
+
+# --- Keys ---------------------------------------------------------------------------------
+AUDIT_HMAC_KEY = secret("AUDIT_HMAC_KEY", "insecure-development-audit-key")
+
+
+def _dev_fernet_key(label: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(f"{SECRET_KEY}:{label}".encode()).digest()).decode()
+
+
+# Comma-separated Fernet keys, newest first: files are encrypted with the first
+# and decrypted with any, so a new key can be added in front and old files rotated.
+FILE_ENCRYPTION_KEYS = env_list("FILE_ENCRYPTION_KEYS") or (
+    [] if PRODUCTION else [_dev_fernet_key("file-encryption")]
+)
+if PRODUCTION and not FILE_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("FILE_ENCRYPTION_KEYS must be set in production")
+# Ed25519 private key (PEM, or base64 of the 32-byte seed) that signs export manifests.
+EXPORT_SIGNING_KEY = secret(
+    "EXPORT_SIGNING_KEY",
+    base64.b64encode(hashlib.sha256(f"{SECRET_KEY}:export-signing".encode()).digest()).decode(),
+)
+
+# --- Celery ---------------------------------------------------------------------------------
+# The embedded default is kombu's filesystem transport: no broker server needed.
+BROKER_DIR = VAR_DIR / "broker"
+if env("CELERY_BROKER_URL"):
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL")
+elif PRODUCTION:
+    raise ImproperlyConfigured("CELERY_BROKER_URL must be set in production")
+elif TESTING and _reachable("127.0.0.1", 6379):
+    CELERY_BROKER_URL = f"redis://127.0.0.1:6379/{env_int('TEST_REDIS_DB', 1)}"
+else:
+    CELERY_BROKER_URL = "filesystem://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A batch must be acknowledged within this time or it is redelivered.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 1800)}
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "generation.tasks.generate_batch": {"queue": "gpu"},
+}
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BEAT_SCHEDULE: dict = {}  # apps add their periodic tasks in cxr_platform/celery.py
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Models and generation -----------------------------------------------------------------------
+MODEL_ROOT = Path(env("MODEL_ROOT", VAR_DIR / "models"))
+GENERATION_DEVICE = env("GENERATION_DEVICE", "auto")  # auto, cuda, cuda:N or cpu
+GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 8)
+
+# --- API ----------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "cxr_platform.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "cxr_platform.api.exceptions.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": env("API_THROTTLE_USER", "2000/hour")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "cxr-platform API",
+    "DESCRIPTION": "Credentialed access to RoentGen synthetic chest X-ray generation.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Logging ---------------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+}
+
+# --- Production hardening -------------------------------------------------------------------------
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    X_FRAME_OPTIONS = "DENY"

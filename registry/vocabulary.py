@@ -1,0 +1,124 @@
+"""What RoentGen-v2 understands: its sampling defaults, prompt template, the
+demographic categories it was trained with and how radiologists phrase the
+findings it knows. A model directory may override any of it with a
+``generation_defaults.json`` file (see registry.services)."""
+
+from __future__ import annotations
+
+import copy
+
+ROENTGEN_V2_FINDINGS: dict[str, dict] = {
+    "no_finding": {
+        "label": "No finding",
+        "exclusive": True,
+        "phrasings": [
+            "No acute cardiopulmonary process.",
+            "No acute cardiopulmonary abnormality.",
+            "Lungs are clear. No pleural effusion or pneumothorax.",
+            "Normal chest radiograph.",
+        ],
+    },
+    "pleural_effusion": {
+        "label": "Pleural effusion",
+        "phrasings": [
+            "Small left pleural effusion.",
+            "Small right pleural effusion.",
+            "Moderate right pleural effusion.",
+            "Moderate left pleural effusion.",
+            "Small bilateral pleural effusions.",
+            "Moderate bilateral pleural effusions with adjacent atelectasis.",
+            "Large right pleural effusion.",
+        ],
+    },
+    "cardiomegaly": {
+        "label": "Cardiomegaly",
+        "phrasings": [
+            "Mild cardiomegaly.",
+            "Moderate cardiomegaly.",
+            "Enlarged cardiac silhouette.",
+            "Stable moderate enlargement of the cardiac silhouette.",
+        ],
+    },
+    "edema": {
+        "label": "Edema",
+        "phrasings": [
+            "Mild pulmonary edema.",
+            "Moderate pulmonary edema.",
+            "Mild interstitial edema.",
+            "Pulmonary vascular congestion with mild interstitial edema.",
+        ],
+    },
+    "consolidation": {
+        "label": "Consolidation",
+        "phrasings": [
+            "Right lower lobe consolidation.",
+            "Left lower lobe consolidation, concerning for pneumonia.",
+            "Patchy consolidation in the right upper lobe.",
+            "Multifocal consolidation.",
+        ],
+    },
+    "pneumothorax": {
+        "label": "Pneumothorax",
+        "phrasings": [
+            "Small right apical pneumothorax.",
+            "Small left apical pneumothorax.",
+            "Moderate right pneumothorax.",
+            "Large left pneumothorax.",
+        ],
+    },
+    "atelectasis": {
+        "label": "Atelectasis",
+        "phrasings": [
+            "Bibasilar atelectasis.",
+            "Left basilar atelectasis.",
+            "Right basilar atelectasis.",
+            "Mild bibasilar atelectasis.",
+        ],
+    },
+    "support_devices": {
+        "label": "Support devices",
+        "phrasings": [
+            "Endotracheal tube terminates 4 cm above the carina.",
+            "Right internal jugular central venous catheter terminates in the SVC.",
+            "Nasogastric tube courses below the diaphragm.",
+            "Left-sided pacemaker with leads in the right atrium and right ventricle.",
+        ],
+    },
+}
+
+ROENTGEN_V2_DEFAULTS: dict = {
+    "scheduler": "PNDM",
+    "steps": 75,
+    "guidance_scale": 3.0,
+    "height": 512,
+    "width": 512,
+    "dtype": "bfloat16",
+    "prompt_template": "{age} year old {RACE} {sex}. {impression}",
+    "max_prompt_tokens": 77,
+    "races": ["WHITE", "BLACK", "ASIAN", "HISPANIC"],
+    "sexes": {"M": "male", "F": "female"},
+    "age_min": 18,
+    "age_max": 91,
+    "views": ["PA", "AP"],
+    "findings": ROENTGEN_V2_FINDINGS,
+    # Bounds a user may override the sampling parameters within.
+    "bounds": {"steps": [1, 150], "guidance_scale": [1.0, 15.0], "height": [64, 1024], "width": [64, 1024]},
+}
+
+
+def roentgen_v2_defaults() -> dict:
+    return copy.deepcopy(ROENTGEN_V2_DEFAULTS)
+
+
+def prompt_words() -> list[str]:
+    """Every word the default prompts can contain (used for the demo model's vocabulary)."""
+    words = set()
+    texts = [ROENTGEN_V2_DEFAULTS["prompt_template"], "year old male female", *ROENTGEN_V2_DEFAULTS["races"]]
+    for finding in ROENTGEN_V2_FINDINGS.values():
+        texts.extend(finding["phrasings"])
+    for text in texts:
+        for raw in text.replace("{", " ").replace("}", " ").split():
+            word = "".join(ch for ch in raw.lower() if ch.isalpha())
+            if word:
+                words.add(word)
+    return sorted(words)

@@ -1,0 +1,53 @@
+"""Fixtures shared by the whole suite. App-specific fixtures live next to their tests;
+fixtures other apps reuse live in tests/fixtures/ and are listed in pytest_plugins."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.models"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_CXR = Path(os.environ.get("CXR_PUBLIC_DIR", REPO_ROOT.parent / "shared" / "data" / "cxr_public"))
+_DEMO_MODEL_CACHE = Path(os.environ.get("CXR_TEST_CACHE", "/tmp/cxr-platform-test-cache")) / "demo-model"
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Every test gets its own storage directory."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "media")}},
+    }
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory) -> Path:
+    """A tiny random-weights Stable Diffusion pipeline on disk, built once per run."""
+    from registry.demo import create_demo_model
+
+    target = tmp_path_factory.mktemp("models") / "demo-model"
+    if not (_DEMO_MODEL_CACHE / "model_index.json").exists():
+        # Build aside and rename, so parallel runs never see a half-written model.
+        staging = _DEMO_MODEL_CACHE.with_name(f"demo-model.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        create_demo_model(staging)
+        try:
+            staging.rename(_DEMO_MODEL_CACHE)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(_DEMO_MODEL_CACHE, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def cxr_public_dir() -> Path:
+    """The 60 real public chest X-rays in ../shared/data/cxr_public (used in place)."""
+    if not (SHARED_CXR / "metadata.csv").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"shared test images missing at {SHARED_CXR}")
+        pytest.skip(f"shared test images missing at {SHARED_CXR}")
+    return SHARED_CXR
