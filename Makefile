@@ -27,7 +27,7 @@ test: setup system-deps
 check: setup
 	DJANGO_ENV=production DJANGO_SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(64))') \
 	DJANGO_ALLOWED_HOSTS=example.org DATABASE_URL=sqlite:///var/check.sqlite3 CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \
-	AUDIT_HMAC_KEY=x FILE_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet;print(Fernet.generate_key().decode())') \
+	AUDIT_HMAC_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(48))') FILE_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet;print(Fernet.generate_key().decode())') \
 	EXPORT_SIGNING_KEY=$$($(PY) -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())') \
 	$(PY) manage.py check --deploy --fail-level WARNING
 

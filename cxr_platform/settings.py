@@ -81,6 +81,9 @@ DEBUG = env_bool("DJANGO_DEBUG", default=ENVIRONMENT == "development")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,testserver,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Addresses or networks of our own reverse proxies (e.g. "127.0.0.1,10.0.0.0/8"): requests
+# from them are attributed to the client named in X-Forwarded-For (audit log IPs).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -150,16 +153,18 @@ TEMPLATES = [
 # Development defaults to SQLite (the embedded default). Tests use PostgreSQL
 # whenever it is reachable and require it when CI=true.
 _POSTGRES_TEST_URL = env("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+_postgres_test_server = dj_database_url.parse(_POSTGRES_TEST_URL)
+_postgres_test_address = (_postgres_test_server["HOST"] or "127.0.0.1", int(_postgres_test_server["PORT"] or 5432))
 _SQLITE_URL = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 if env("DATABASE_URL"):
     _database_url = env("DATABASE_URL")
 elif PRODUCTION:
     raise ImproperlyConfigured("DATABASE_URL must be set in production")
 elif TESTING and not env_bool("TEST_USE_SQLITE"):
-    if _reachable("127.0.0.1", 5432):
+    if _reachable(*_postgres_test_address):
         _database_url = _POSTGRES_TEST_URL
     elif CI:
-        raise ImproperlyConfigured("CI=true requires PostgreSQL on 127.0.0.1:5432")
+        raise ImproperlyConfigured("CI=true requires PostgreSQL on %s:%d" % _postgres_test_address)
     else:
         _database_url = _SQLITE_URL
 else:
@@ -286,12 +291,15 @@ EXPORT_SIGNING_KEY = secret(
 # --- Celery ---------------------------------------------------------------------------------
 # The embedded default is kombu's filesystem transport: no broker server needed.
 BROKER_DIR = VAR_DIR / "broker"
+_redis_test_address = (env("TEST_REDIS_HOST", "127.0.0.1"), env_int("TEST_REDIS_PORT", 6379))
 if env("CELERY_BROKER_URL"):
     CELERY_BROKER_URL = env("CELERY_BROKER_URL")
 elif PRODUCTION:
     raise ImproperlyConfigured("CELERY_BROKER_URL must be set in production")
-elif TESTING and _reachable("127.0.0.1", 6379):
-    CELERY_BROKER_URL = f"redis://127.0.0.1:6379/{env_int('TEST_REDIS_DB', 1)}"
+elif TESTING and _reachable(*_redis_test_address):
+    CELERY_BROKER_URL = "redis://%s:%d/" % _redis_test_address + str(env_int("TEST_REDIS_DB", 1))
+elif TESTING and CI:
+    raise ImproperlyConfigured("CI=true requires Redis on %s:%d" % _redis_test_address)
 else:
     CELERY_BROKER_URL = "filesystem://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
@@ -323,6 +331,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 MODEL_ROOT = Path(env("MODEL_ROOT", VAR_DIR / "models"))
 GENERATION_DEVICE = env("GENERATION_DEVICE", "auto")  # auto, cuda, cuda:N or cpu
 GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 8)
+GENERATION_BATCH_MAX_ATTEMPTS = env_int("GENERATION_BATCH_MAX_ATTEMPTS", 3)  # then its images are reported failed
+GENERATION_RETRY_BACKOFF_SECONDS = env_int("GENERATION_RETRY_BACKOFF_SECONDS", 5)
+GENERATION_CANCEL_CHECK_SECONDS = float(env("GENERATION_CANCEL_CHECK_SECONDS", "2"))  # cohort status read at most this often
+# A running batch with no heartbeat for this long is taken to have lost its worker and is re-enqueued.
+GENERATION_STALE_BATCH_SECONDS = env_int("GENERATION_STALE_BATCH_SECONDS", 300)
+GENERATION_RECONCILE_SECONDS = env_int("GENERATION_RECONCILE_SECONDS", 60)
+SCREENING_MAX_REGENERATIONS = env_int("SCREENING_MAX_REGENERATIONS", 3)  # new seeds for a flagged image
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,4 +1,7 @@
+from django.conf import settings
+from django.http import HttpResponseServerError
 from django.shortcuts import render
+from django.template import loader
 
 
 def home(request):
@@ -18,4 +21,14 @@ def page_not_found(request, exception=None):
 
 
 def server_error(request):
-    return render(request, "errors/error.html", {"title": "Something went wrong", "message": "The error has been logged. Please try again later."}, status=500)
+    # Rendered without the request's context processors: when the database is the
+    # thing that failed, looking up request.user would fail again inside the handler.
+    html = loader.render_to_string(
+        "errors/error.html",
+        {
+            "title": "Something went wrong",
+            "message": "The error has been logged. Please try again later.",
+            "ENVIRONMENT": settings.ENVIRONMENT,
+        },
+    )
+    return HttpResponseServerError(html)

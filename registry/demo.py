@@ -155,3 +155,25 @@ def create_demo_model(directory: str | Path, *, seed: int = 0) -> Path:
         "the platform can be run and tested without the real RoentGen weights.\n"
     )
     return directory
+
+
+DEMO_NAME = "RoentGen-demo"
+DEMO_VERSION = "1.0"
+
+
+def seed_demo(stdout) -> None:
+    """For ``make run``: build the demo model under MODEL_ROOT/demo if missing and register it (idempotent)."""
+    from django.conf import settings
+
+    from .models import ModelVersion
+    from .services import register_model_version
+
+    if ModelVersion.objects.filter(name=DEMO_NAME, version=DEMO_VERSION).exists():
+        stdout.write(f"Demo model {DEMO_NAME} {DEMO_VERSION} is registered.")
+        return
+    directory = Path(settings.MODEL_ROOT) / "demo"
+    if not (directory / "model_index.json").exists():
+        stdout.write(f"Building the demo model in {directory}…")
+        create_demo_model(directory)
+    model_version = register_model_version(name=DEMO_NAME, version=DEMO_VERSION, directory=directory)
+    stdout.write(f"Registered demo model {model_version} ({model_version.total_size:,} bytes).")

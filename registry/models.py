@@ -1,8 +1,14 @@
+from django.conf import settings
 from django.db import models
 
 
 class ModelVersion(models.Model):
-    """One registered version of the generative model, stored in diffusers layout."""
+    """One registered version of the generative model, stored in diffusers layout.
+
+    Created only by ``registry.services.register_model_version``, which hashes every
+    file into ``files`` (the manifest); status changes go through
+    ``registry.services.change_status``.
+    """
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -17,6 +23,12 @@ class ModelVersion(models.Model):
     # races, sexes, age_min, age_max, findings {key: [phrasings]}, views.
     defaults = models.JSONField(default=dict, blank=True)
     registered_at = models.DateTimeField(auto_now_add=True)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    total_size = models.BigIntegerField(default=0, help_text="Sum of the sizes of the files in the manifest, in bytes.")
+    model_card = models.TextField(blank=True, help_text="The directory's README / model card at registration.")
+    status_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_model_name_version")]
@@ -24,3 +36,19 @@ class ModelVersion(models.Model):
 
     def __str__(self):
         return f"{self.name} {self.version}"
+
+
+class ModelFile(models.Model):
+    """One file of a model version's manifest, as it was when the version was registered."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1024, help_text="Relative to the version's directory, with forward slashes.")
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model_version", "path"], name="unique_model_file_path")]
+        ordering = ["path"]
+
+    def __str__(self):
+        return self.path

@@ -7,11 +7,22 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.models"]
+pytest_plugins = ["tests.fixtures.models", "tests.fixtures.celery_worker"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CXR = Path(os.environ.get("CXR_PUBLIC_DIR", REPO_ROOT.parent / "shared" / "data" / "cxr_public"))
 _DEMO_MODEL_CACHE = Path(os.environ.get("CXR_TEST_CACHE", "/tmp/cxr-platform-test-cache")) / "demo-model"
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.postgres`` tests skip on SQLite, except under CI where PostgreSQL is required."""
+    if item.get_closest_marker("postgres"):
+        from django.conf import settings
+
+        if not settings.DATABASE_IS_POSTGRES:
+            if settings.CI:
+                pytest.fail("CI=true but the tests are not running on PostgreSQL")
+            pytest.skip("needs PostgreSQL")
 
 
 @pytest.fixture(autouse=True)

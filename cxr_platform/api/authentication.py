@@ -10,15 +10,13 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].decode().lower() not in {"bearer", "token"}:
+        # Header bytes are Latin-1 on the wire; decoding them so never fails on odd input.
+        header = authentication.get_authorization_header(request).decode("latin-1").split()
+        if not header or header[0].lower() not in {"bearer", "token"}:
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <token>'.")
-        try:
-            raw = header[1].decode()
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        raw = header[1]
         token = authenticate_token(raw)
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")

@@ -1,7 +1,6 @@
 import logging
 
-from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
-from django.http import Http404
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -18,8 +17,6 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is not None:
         return response
-    if isinstance(exc, (Http404, PermissionDenied)):
-        return None
     logger.exception("Unhandled API error", exc_info=exc)
     return Response(
         {"detail": "Something went wrong on our side. The error has been logged."},

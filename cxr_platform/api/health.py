@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import storages
 from django.db import connection
 
 
@@ -34,9 +34,10 @@ def check_broker() -> dict:
 def check_storage() -> dict:
     name = f"health/{uuid.uuid4().hex}"
     try:
-        saved = default_storage.save(name, ContentFile(b"ok"))
-        default_storage.delete(saved)
-        return {"ok": True, "backend": type(default_storage).__name__}
+        storage = storages["default"]
+        saved = storage.save(name, ContentFile(b"ok"))
+        storage.delete(saved)
+        return {"ok": True, "backend": type(storage).__name__}
     except Exception as exc:
         return {"ok": False, "error": type(exc).__name__}
 

@@ -2,10 +2,11 @@
 
 from django.urls import include, path
 
-from .views import HealthView
+from .views import HealthView, WhoAmIView
 
 urlpatterns = [
     path("health", HealthView.as_view(), name="api-health"),
+    path("whoami", WhoAmIView.as_view(), name="api-whoami"),
     path("", include("access.api.urls")),
     path("", include("registry.api.urls")),
     path("", include("generation.api.urls")),

@@ -11,8 +11,11 @@ class AuditEvent(models.Model):
 
     sequence = models.BigIntegerField(unique=True, editable=False)
     occurred_at = models.DateTimeField(db_index=True, editable=False)
+    # DO_NOTHING without a database constraint: deleting an account must neither
+    # rewrite its events (which would break the chain, and the database refuses it)
+    # nor be blocked by them. The id stays as it was sealed.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
     )
     # Kept alongside the FK so the event still says who acted if the account is removed.
     actor_username = models.CharField(max_length=150, blank=True, db_index=True)

@@ -20,17 +20,37 @@ class ChainProblem:
 class ChainReport:
     checked: int
     problem: ChainProblem | None
+    last_sequence: int = 0
+    last_mac: str = GENESIS_MAC
 
     @property
     def intact(self) -> bool:
         return self.problem is None
 
+    @property
+    def anchor(self) -> str:
+        """``SEQUENCE:MAC`` of the newest event, to be kept outside the database."""
+        return f"{self.last_sequence}:{self.last_mac}"
 
-def verify_chain(key: str | None = None, chunk_size: int = 2000) -> ChainReport:
-    """Walk the whole chain in order and report the first broken link."""
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    sequence, _, mac = text.partition(":")
+    if not sequence.isdigit() or len(mac) != 64:
+        raise ValueError(f"an anchor looks like 1234:<64 hex digits>, not {text!r}")
+    return int(sequence), mac.lower()
+
+
+def verify_chain(key: str | None = None, chunk_size: int = 2000, anchor: tuple[int, str] | None = None) -> ChainReport:
+    """Walk the whole chain in order and report the first broken link.
+
+    A chain cannot show that events were cut off its end; ``anchor`` (a
+    ``(sequence, mac)`` noted earlier, outside the database) can: that event
+    must still be there with the same seal.
+    """
     expected_previous = GENESIS_MAC
     expected_sequence = 1
     checked = 0
+    anchor_seen = anchor is None
     for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=chunk_size):
         if event.sequence != expected_sequence:
             if event.sequence > expected_sequence:
@@ -59,10 +79,30 @@ def verify_chain(key: str | None = None, chunk_size: int = 2000) -> ChainReport:
                     "edited, or it was inserted by someone without the audit key",
                 ),
             )
+        if anchor is not None and event.sequence == anchor[0]:
+            if event.mac != anchor[1]:
+                return ChainReport(
+                    checked,
+                    ChainProblem(
+                        event.sequence,
+                        f"event #{event.sequence} is not the event the anchor recorded: the log was "
+                        "rewritten from there on",
+                    ),
+                )
+            anchor_seen = True
         expected_previous = event.mac
         expected_sequence += 1
         checked += 1
-    return ChainReport(checked, None)
+    if not anchor_seen:
+        return ChainReport(
+            checked,
+            ChainProblem(
+                expected_sequence,
+                f"the log ends at #{expected_sequence - 1} but the anchor recorded #{anchor[0]}: "
+                f"events #{expected_sequence} to #{anchor[0]} were deleted from the end of the log",
+            ),
+        )
+    return ChainReport(checked, None, last_sequence=expected_sequence - 1, last_mac=expected_previous)
 
 
 def filter_events(

@@ -4,7 +4,7 @@ import json
 from django import forms
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
 
 from .selectors import filter_events
@@ -20,22 +20,29 @@ class AuditFilterForm(forms.Form):
 
 
 def _filtered(request):
+    """The events the filters select; none while the filters are invalid (the form says why)."""
     form = AuditFilterForm(request.GET or None)
-    criteria = form.cleaned_data if form.is_valid() else {}
-    return form, filter_events(**{k: v for k, v in criteria.items() if v})
+    if not form.is_bound:
+        return form, filter_events()
+    if not form.is_valid():
+        return form, filter_events().none()
+    return form, filter_events(**{k: v for k, v in form.cleaned_data.items() if v})
 
 
 @staff_member_required
 def audit_log(request):
     form, events = _filtered(request)
-    page = Paginator(events.select_related(None), 100).get_page(request.GET.get("page"))
+    page = Paginator(events, 100).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "audit/log.html", {"form": form, "page": page, "query": query.urlencode()})
 
 
 def _cell(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    else:
+        text = str(value)
     # Spreadsheet programs run cells that start with these as formulas.
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
@@ -47,7 +54,10 @@ class _Echo:
 
 @staff_member_required
 def audit_log_csv(request):
-    _, events = _filtered(request)
+    form, events = _filtered(request)
+    if form.errors:
+        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+        return HttpResponseBadRequest(f"Invalid filters: {problems}", content_type="text/plain")
     writer = csv.writer(_Echo())
     header = ["sequence", "occurred_at", "actor", "action", "target_type", "target_id", "ip_address", "user_agent", "details", "mac"]
 

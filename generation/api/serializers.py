@@ -1,0 +1,55 @@
+from rest_framework import serializers
+
+from generation import selectors
+from generation.models import Cohort, SyntheticImage
+
+
+class CohortRequestSerializer(serializers.Serializer):
+    """The create call's JSON (also what ``generate_cohort --spec`` reads). Checked by the services."""
+
+    name = serializers.CharField()
+    size = serializers.IntegerField(min_value=1)
+    model_version = serializers.IntegerField(required=False, help_text="Default: the newest active one you may use.")
+    seed = serializers.IntegerField(required=False, min_value=0, help_text="Default: drawn at random.")
+    preset = serializers.ChoiceField(choices=["balanced", "reference"], required=False)
+    sex = serializers.DictField(child=serializers.FloatField(), required=False, help_text='e.g. {"F": 0.5, "M": 0.5}')
+    race = serializers.DictField(child=serializers.FloatField(), required=False)
+    age = serializers.JSONField(required=False, help_text='{"min": 40, "max": 80} or {"bins": [{"min", "max", "weight"}]}')
+    view = serializers.DictField(child=serializers.FloatField(), required=False, help_text='e.g. {"PA": 0.7, "AP": 0.3}')
+    findings = serializers.DictField(child=serializers.FloatField(), required=False)
+    group_findings = serializers.JSONField(required=False, help_text='[{"where": {"race": "BLACK"}, "findings": {…}}]')
+    impressions = serializers.ListField(child=serializers.CharField(), required=False)
+    sampling = serializers.JSONField(required=False, help_text='overrides within bounds, e.g. {"steps": 50}')
+
+
+class CohortSerializer(serializers.ModelSerializer):
+    model_version = serializers.StringRelatedField()
+    model_version_id = serializers.IntegerField(read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Cohort
+        fields = [
+            "id", "name", "status", "size", "seed", "model_version", "model_version_id", "specification",
+            "created_at", "submitted_at", "started_at", "finished_at", "error", "progress",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, cohort) -> dict:
+        return selectors.cohort_progress(cohort)
+
+
+class SyntheticImageSerializer(serializers.ModelSerializer):
+    file = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SyntheticImage
+        fields = ["id", "index", "attempt", "seed", "prompt", "demographics", "findings", "impression", "sampling", "file"]
+        read_only_fields = fields
+
+    def get_file(self, image) -> str:
+        from django.urls import reverse
+
+        url = reverse("api-cohort-image-file", args=[image.cohort_id, image.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url

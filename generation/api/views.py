@@ -1,0 +1,79 @@
+from django.http import FileResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from access import capabilities as caps
+from access.policy import access_policy, require_capability
+from generation import selectors, services
+
+from .serializers import CohortRequestSerializer, CohortSerializer, SyntheticImageSerializer
+
+
+class CanGenerateWithApi(BasePermission):
+    def has_permission(self, request, view):
+        policy = access_policy(request.user)
+        if not (policy.can(caps.API) and policy.can(caps.GENERATE)):
+            self.message = "API access to cohort generation needs a grant that allows both the REST API and generation."
+            return False
+        return True
+
+
+class CohortApiMixin:
+    permission_classes = [IsAuthenticated, CanGenerateWithApi]
+
+    def get_cohort(self):
+        cohort = selectors.cohort_of(self.request.user, self.kwargs["pk"])
+        require_capability(self.request.user, caps.GENERATE, cohort.model_version)
+        return cohort
+
+
+class CohortListCreateView(CohortApiMixin, generics.ListAPIView):
+    serializer_class = CohortSerializer
+
+    def get_queryset(self):
+        return selectors.cohorts_of(self.request.user)
+
+    @extend_schema(request=CohortRequestSerializer, responses={201: CohortSerializer})
+    def post(self, request):
+        cohort = services.request_cohort(user=request.user, data=request.data)
+        return Response(CohortSerializer(cohort).data, status=status.HTTP_201_CREATED)
+
+
+class CohortPreviewView(CohortApiMixin, APIView):
+    @extend_schema(request=CohortRequestSerializer, responses={200: dict})
+    def post(self, request):
+        return Response(services.plan_cohort(user=request.user, data=request.data).preview())
+
+
+class CohortDetailView(CohortApiMixin, generics.RetrieveAPIView):
+    serializer_class = CohortSerializer
+
+    def get_object(self):
+        return self.get_cohort()
+
+
+class CohortCancelView(CohortApiMixin, APIView):
+    @extend_schema(request=None, responses={200: CohortSerializer})
+    def post(self, request, pk):
+        cohort = services.cancel_cohort(cohort=self.get_cohort(), actor=request.user)
+        return Response(CohortSerializer(cohort).data)
+
+
+class CohortImageListView(CohortApiMixin, generics.ListAPIView):
+    """The cohort's screened (passed) images with their metadata."""
+
+    serializer_class = SyntheticImageSerializer
+
+    def get_queryset(self):
+        return selectors.passed_images(self.get_cohort())
+
+
+class CohortImageFileView(CohortApiMixin, APIView):
+    @extend_schema(responses={(200, "image/png"): bytes})
+    def get(self, request, pk, image_pk):
+        cohort = self.get_cohort()
+        image = selectors.passed_image_of(request.user, cohort.pk, image_pk)
+        return FileResponse(image.image.open("rb"), content_type="image/png", filename=f"{cohort.pk}-{image.index:06d}.png")

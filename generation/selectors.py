@@ -1,0 +1,110 @@
+"""Queries for cohorts and their images. Users only ever see their own cohorts."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from .models import Cohort, SyntheticImage
+from .sampling import age_band, distribution
+from .specification import CohortSpec
+
+ImageStatus = SyntheticImage.Status
+
+
+def cohorts_of(user):
+    return Cohort.objects.filter(owner=user).select_related("model_version")
+
+
+def cohort_of(user, pk) -> Cohort:
+    """The user's cohort, or 404 (also for other people's ids)."""
+    return get_object_or_404(cohorts_of(user), pk=pk)
+
+
+def passed_images(cohort: Cohort):
+    """The only images anyone but a privacy reviewer may see."""
+    return cohort.images.filter(status=ImageStatus.PASSED).order_by("index")
+
+
+def passed_image_of(user, cohort_pk, image_pk) -> SyntheticImage:
+    return get_object_or_404(
+        SyntheticImage.objects.select_related("cohort__model_version"),
+        pk=image_pk,
+        cohort_id=cohort_pk,
+        cohort__owner=user,
+        status=ImageStatus.PASSED,
+    )
+
+
+def cohort_progress(cohort: Cohort, *, now=None) -> dict:
+    counts = cohort.images.aggregate(
+        passed=Count("pk", filter=Q(status=ImageStatus.PASSED)),
+        failed=Count("pk", filter=Q(status=ImageStatus.FAILED)),
+        flagged=Count("pk", filter=Q(status=ImageStatus.FLAGGED)),
+        screening=Count("pk", filter=Q(status=ImageStatus.SCREENING)),
+        generating=Count("pk", filter=Q(status=ImageStatus.GENERATING)),
+    )
+    done = counts["passed"] + counts["failed"]
+    eta = None
+    if cohort.status == Cohort.Status.RUNNING and cohort.started_at and counts["passed"]:
+        elapsed = ((now or timezone.now()) - cohort.started_at).total_seconds()
+        eta = round(elapsed / counts["passed"] * (cohort.size - done))
+    return {
+        "status": cohort.status,
+        "size": cohort.size,
+        "passed": counts["passed"],
+        "failed": counts["failed"],
+        "screening": counts["screening"],
+        "generating": counts["generating"],
+        "flagged": counts["flagged"],
+        "percent": round(100 * done / cohort.size, 1) if cohort.size else 100.0,
+        "eta_seconds": eta,
+        "error": cohort.error,
+        "finished": cohort.is_terminal,
+    }
+
+
+def failed_images(cohort: Cohort):
+    return cohort.images.filter(status=ImageStatus.FAILED).order_by("index").only("index", "error", "prompt")
+
+
+def requested_vs_generated(cohort: Cohort) -> list[dict]:
+    """For each attribute, each category's requested share and its share among passed images."""
+    spec = CohortSpec.from_dict(cohort.specification)
+    generated = distribution(passed_images(cohort).only("demographics", "findings"))
+    passed_count = sum(generated["sex"].values())
+    requested = {"sex": spec.sex, "race": spec.race, "view": spec.view, "age": _age_shares(spec)}
+    if spec.findings:
+        requested["findings"] = spec.findings
+    vocabulary = cohort.model_version.defaults.get("findings", {})
+    charts = []
+    for attribute, shares in requested.items():
+        rows = []
+        for category in sorted(set(shares) | set(generated[attribute])):
+            got = generated[attribute].get(category, 0)
+            # "No finding" is whatever the requested findings leave, unless asked for explicitly.
+            implicit = attribute == "findings" and category not in shares
+            rows.append(
+                {
+                    "category": category,
+                    "label": vocabulary.get(category, {}).get("label", category) if attribute == "findings" else category,
+                    "requested": None if implicit else round(100 * shares.get(category, 0.0), 1),
+                    "generated": round(100 * got / passed_count, 1) if passed_count else 0.0,
+                    "count": got,
+                }
+            )
+        charts.append({"attribute": attribute, "rows": rows})
+    return charts
+
+
+def _age_shares(spec: CohortSpec) -> dict:
+    """The age-band shares a specification asks for (bins spread uniformly over their ages)."""
+    total = sum(b.weight for b in spec.age_bins)
+    shares: dict[str, float] = {}
+    for b in spec.age_bins:
+        ages = range(b.min, b.max + 1)
+        for age in ages:
+            band = age_band(age)
+            shares[band] = shares.get(band, 0.0) + b.weight / total / len(ages)
+    return shares

@@ -1,0 +1,112 @@
+"""Cohort pages. Every view asks access.policy for GENERATE; users only see their own cohorts."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from access import capabilities as caps
+from access.policy import require_capability
+
+from . import selectors, services
+from .forms import CohortForm
+
+GALLERY_LIMIT = 120
+
+
+def _own_cohort(request, pk):
+    cohort = selectors.cohort_of(request.user, pk)
+    require_capability(request.user, caps.GENERATE, cohort.model_version)
+    return cohort
+
+
+def _add_errors(form, error: ValidationError) -> None:
+    fields = error.message_dict if hasattr(error, "error_dict") else {None: error.messages}
+    for field, field_messages in fields.items():
+        target = field if field in form.fields else None
+        for message in field_messages:
+            # Errors about parts of the JSON with no field of their own name that part.
+            form.add_error(target, message if target or not field else f"{field.replace('_', ' ').capitalize()}: {message}")
+
+
+@login_required
+@require_GET
+def cohort_list(request):
+    require_capability(request.user, caps.GENERATE)
+    return render(request, "generation/cohort_list.html", {"cohorts": selectors.cohorts_of(request.user)})
+
+
+@login_required
+def cohort_create(request):
+    require_capability(request.user, caps.GENERATE)
+    preview = None
+    if request.method == "POST":
+        form = CohortForm(request.POST, user=request.user)
+        if form.is_valid():
+            data = form.specification()
+            try:
+                plan = services.plan_cohort(user=request.user, data=data)
+                if request.POST.get("action") == "submit":
+                    cohort = services.submit_plan(plan)
+                    messages.success(request, f"Cohort “{cohort.name}” submitted: {cohort.size} images queued.")
+                    return redirect("cohort-detail", pk=cohort.pk)
+                preview = plan.preview()
+                # Submitting after a preview makes exactly the patients previewed.
+                form = CohortForm({**request.POST.dict(), "seed": plan.seed}, user=request.user)
+                form.is_valid()
+            except ValidationError as error:
+                _add_errors(form, error)
+    else:
+        form = CohortForm(user=request.user, initial={"preset": "balanced", "size": 8})
+    return render(request, "generation/cohort_form.html", {"form": form, "preview": preview})
+
+
+@login_required
+@require_GET
+def cohort_detail(request, pk):
+    cohort = _own_cohort(request, pk)
+    images = selectors.passed_images(cohort)
+    return render(
+        request,
+        "generation/cohort_detail.html",
+        {
+            "cohort": cohort,
+            "progress": selectors.cohort_progress(cohort),
+            "images": images[:GALLERY_LIMIT],
+            "image_count": images.count(),
+            "gallery_limit": GALLERY_LIMIT,
+            "charts": selectors.requested_vs_generated(cohort),
+            "failed": selectors.failed_images(cohort)[:200],
+        },
+    )
+
+
+@login_required
+@require_GET
+def cohort_progress(request, pk):
+    return JsonResponse(selectors.cohort_progress(_own_cohort(request, pk)))
+
+
+@login_required
+@require_POST
+def cohort_cancel(request, pk):
+    cohort = _own_cohort(request, pk)
+    try:
+        services.cancel_cohort(cohort=cohort, actor=request.user)
+        messages.success(request, "Cohort cancelled. Images already screened stay available.")
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    return redirect("cohort-detail", pk=cohort.pk)
+
+
+@login_required
+@require_GET
+def image_file(request, pk, image_pk):
+    """A passed image's PNG, only for its owner: media are never served by URL."""
+    cohort = _own_cohort(request, pk)
+    image = selectors.passed_image_of(request.user, cohort.pk, image_pk)
+    response = FileResponse(image.image.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

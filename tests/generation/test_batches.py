@@ -1,0 +1,152 @@
+"""Running batches with the real demo pipeline, real storage and real screening."""
+
+import numpy as np
+import pytest
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from cxr_platform.audit.models import AuditEvent
+from generation import services
+from generation.models import Cohort, GenerationBatch, SyntheticImage
+
+from .conftest import cohort_request
+
+
+def submitted(user, **overrides):
+    return services.request_cohort(user=user, data=cohort_request(**overrides), enqueue=False)
+
+
+def test_a_batch_stores_8_bit_grayscale_pngs_and_releases_screened_images(researcher):
+    cohort = submitted(researcher, size=3)
+    batch = cohort.batches.get()
+    assert services.run_batch(batch.pk) == services.COMPLETED
+    images = list(cohort.images.all())
+    assert [i.status for i in images] == ["passed"] * 3
+    with default_storage.open(images[0].image.name) as handle:
+        picture = Image.open(handle)
+        picture.load()
+    assert picture.format == "PNG" and picture.mode == "L" and picture.size == (64, 64)
+    cohort.refresh_from_db()
+    assert cohort.status == "completed"
+    assert AuditEvent.objects.filter(action="cohort.completed", target_id=str(cohort.pk)).exists()
+
+
+def test_running_a_finished_batch_again_changes_nothing(researcher):
+    cohort = submitted(researcher, size=2)
+    batch = cohort.batches.get()
+    services.run_batch(batch.pk)
+    before = list(SyntheticImage.objects.values_list("pk", "status", "image", "updated_at"))
+    assert services.run_batch(batch.pk) == services.SKIPPED
+    assert list(SyntheticImage.objects.values_list("pk", "status", "image", "updated_at")) == before
+
+
+def test_a_batch_whose_worker_died_redoes_only_unfinished_images(researcher, settings):
+    cohort = submitted(researcher, size=3)
+    batch = cohort.batches.get()
+    services.run_batch(batch.pk)
+    # As a killed worker leaves it: batch running with an old heartbeat, one image half done.
+    GenerationBatch.objects.filter(pk=batch.pk).update(status="running", heartbeat_at="2000-01-01T00:00Z")
+    Cohort.objects.filter(pk=cohort.pk).update(status="running")
+    crashed = cohort.images.get(index=1)
+    SyntheticImage.objects.filter(pk=crashed.pk).update(status="generating")
+    untouched = cohort.images.get(index=0)
+    assert services.run_batch(batch.pk) == services.COMPLETED
+    assert cohort.images.count() == 3 and set(cohort.images.values_list("status", flat=True)) == {"passed"}
+    assert cohort.images.get(index=0).updated_at == untouched.updated_at
+    assert cohort.images.get(index=1).image.name == crashed.image.name  # overwritten, never duplicated
+    assert AuditEvent.objects.filter(action="generation_batch.reclaimed").count() == 1
+
+
+def test_a_running_batch_with_a_live_worker_is_not_started_twice(researcher):
+    cohort = submitted(researcher, size=2)
+    batch = cohort.batches.get()
+    services._claim_batch(batch.pk)
+    assert services.run_batch(batch.pk) == services.SKIPPED
+    assert set(cohort.images.values_list("status", flat=True)) == {"pending"}
+
+
+def test_the_same_specification_seed_and_model_version_reproduce_the_same_images(researcher):
+    first, second = submitted(researcher, size=3, name="a"), submitted(researcher, size=3, name="b")
+    other_seed = submitted(researcher, size=3, name="c", seed=99)
+    for cohort in (first, second, other_seed):
+        services.run_cohort_inline(cohort)
+
+    def pixels(cohort):
+        result = []
+        for image in cohort.images.order_by("index"):
+            with default_storage.open(image.image.name) as handle:
+                result.append(np.asarray(Image.open(handle)))
+        return result
+
+    assert all(np.array_equal(a, b) for a, b in zip(pixels(first), pixels(second), strict=True))
+    assert not np.array_equal(pixels(first)[0], pixels(other_seed)[0])
+
+
+def test_cancelling_interrupts_a_running_batch_between_denoising_steps(researcher):
+    from generation.inference import GenerationCancelled
+
+    cohort = submitted(researcher, size=2)
+    batch = services._claim_batch(cohort.batches.get().pk)
+    services.cancel_cohort(cohort=cohort, actor=researcher)
+    with pytest.raises(GenerationCancelled):
+        services._generate_and_screen(batch)
+    assert not cohort.images.filter(status="passed").exists()
+
+
+def test_a_batch_of_a_cancelled_cohort_is_skipped(researcher):
+    cohort = submitted(researcher, size=2)
+    services.cancel_cohort(cohort=cohort, actor=researcher)
+    assert services.run_batch(cohort.batches.get().pk) == services.SKIPPED
+    assert set(cohort.images.values_list("status", flat=True)) == {"pending"}
+
+
+def test_failing_batches_retry_a_bounded_number_of_times_then_report_which_images_failed(researcher, settings, tmp_path):
+    settings.GENERATION_BATCH_MAX_ATTEMPTS = 2
+    cohort = submitted(researcher, size=2)
+    # Storage breaks between submission and generation: its location is a file, not a folder.
+    (tmp_path / "not-a-folder").write_text("")
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "not-a-folder" / "media")},
+    }}
+    batch = cohort.batches.get()
+    assert services.run_batch(batch.pk) == services.RETRY
+    assert cohort.batches.get().status == "pending"
+    assert services.run_batch(batch.pk) == services.FAILED
+    cohort.refresh_from_db()
+    assert cohort.status == "failed" and "2 of 2 images failed" in cohort.error
+    images = list(cohort.images.all())
+    assert {i.status for i in images} == {"failed"} and all("Error" in i.error for i in images)
+    assert AuditEvent.objects.filter(action="generation_batch.failed").count() == 1
+    assert AuditEvent.objects.filter(action="cohort.failed").count() == 1
+
+
+def test_images_are_never_released_unscreened_when_screening_is_missing(researcher, monkeypatch):
+    import screening.services
+
+    monkeypatch.delattr(screening.services, "screen_images")
+    cohort = submitted(researcher, size=1)
+    assert services.run_batch(cohort.batches.get().pk) == services.RETRY
+    image = cohort.images.get()
+    assert image.status == "pending"
+    assert "screening" in cohort.batches.get().error.lower()
+
+
+def test_the_reconciler_re_enqueues_a_batch_whose_worker_died(researcher, eager_celery, django_capture_on_commit_callbacks):
+    cohort = submitted(researcher, size=2)
+    batch = cohort.batches.get()
+    services._claim_batch(batch.pk)
+    GenerationBatch.objects.filter(pk=batch.pk).update(heartbeat_at="2000-01-01T00:00Z")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.reconcile_batches() == 1
+    cohort.refresh_from_db()
+    assert cohort.status == "completed" and cohort.images.filter(status="passed").count() == 2
+    assert AuditEvent.objects.filter(action="generation_batch.requeued").count() == 1
+
+
+def test_revoked_access_stops_the_cohort(researcher):
+    cohort = submitted(researcher, size=2)
+    researcher.grants.update(status="revoked")
+    assert services.run_batch(cohort.batches.get().pk) == services.SKIPPED
+    cohort.refresh_from_db()
+    assert cohort.status == "failed" and "access" in cohort.error

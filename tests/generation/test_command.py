@@ -1,0 +1,27 @@
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from generation.models import Cohort
+
+from .conftest import cohort_request
+
+
+def test_generate_cohort_inline_goes_through_the_services(researcher, tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(cohort_request(size=2)))
+    call_command("generate_cohort", "--user", researcher.username, "--spec", str(spec), "--inline")
+    cohort = Cohort.objects.get()
+    out = capsys.readouterr().out
+    assert cohort.status == "completed" and cohort.owner == researcher
+    assert f"Cohort {cohort.pk}: completed." in out and out.strip().endswith(str(cohort.pk))
+    assert "passed 2/2" in out
+
+
+def test_generate_cohort_reports_a_bad_specification(researcher, tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(cohort_request(race={"WHITE": 0.5})))
+    with pytest.raises(CommandError, match="race: The race shares must add up to 1"):
+        call_command("generate_cohort", "--user", researcher.username, "--spec", str(spec), "--inline")
+    assert not Cohort.objects.exists()

@@ -1,0 +1,54 @@
+"""End to end on Redis with a real worker process: a SIGKILL mid-batch loses and duplicates nothing."""
+
+import time
+
+import pytest
+
+from generation import services
+from generation.models import Cohort, GenerationBatch, SyntheticImage
+from tests.access.factories import grant_tier
+from tests.factories import UserFactory
+
+from .conftest import cohort_request
+
+WORKER_ENV = {"GENERATION_STALE_BATCH_SECONDS": 3, "GENERATION_CANCEL_CHECK_SECONDS": 0.2, "GENERATION_BATCH_SIZE": 2}
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_killing_a_worker_mid_batch_still_ends_with_exactly_n_images(celery_worker_process, demo_model_version, settings):
+    settings.GENERATION_BATCH_SIZE = 2
+    settings.GENERATION_STALE_BATCH_SECONDS = WORKER_ENV["GENERATION_STALE_BATCH_SECONDS"]
+    user = UserFactory()
+    grant_tier(user, "generate")
+    first = celery_worker_process(**WORKER_ENV)
+    # Many steps make each batch last long enough to be caught running.
+    cohort = services.request_cohort(user=user, data=cohort_request(size=6, sampling={"steps": 40}))
+    wait_for(lambda: GenerationBatch.objects.filter(cohort=cohort, status="running").exists(), 90, "a running batch")
+    first.kill()
+    running = GenerationBatch.objects.get(cohort=cohort, status="running")
+
+    celery_worker_process(**WORKER_ENV)
+
+    def finished():
+        services.reconcile_batches()  # what beat does every GENERATION_RECONCILE_SECONDS
+        return Cohort.objects.get(pk=cohort.pk).is_terminal
+
+    wait_for(finished, 180, "the cohort to finish")
+    cohort.refresh_from_db()
+    assert cohort.status == "completed", cohort.error
+    live = SyntheticImage.objects.filter(cohort=cohort).exclude(status="flagged")
+    assert live.count() == 6 and sorted(live.values_list("index", flat=True)) == list(range(6))
+    assert set(live.values_list("status", flat=True)) == {"passed"}
+    running.refresh_from_db()
+    assert running.status == "completed" and running.attempts == 2
+    stored = {p.name for p in (settings.MEDIA_ROOT / "cohorts" / str(cohort.pk)).iterdir()}
+    assert stored == {image.image.name.rsplit("/", 1)[1] for image in SyntheticImage.objects.filter(cohort=cohort)}
