@@ -309,6 +309,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
+        # kombu otherwise writes its exchange bindings to ./control in the working directory
+        "control_folder": str(BROKER_DIR / "control"),
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A batch must be acknowledged within this time or it is redelivered.
@@ -364,6 +366,12 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- generation: periodic reconciler (re-enqueues batches whose worker died) ----------------------
+CELERY_BEAT_SCHEDULE["generation-reconcile-batches"] = {
+    "task": "generation.tasks.reconcile_batches",
+    "schedule": float(GENERATION_RECONCILE_SECONDS),
+}
+
 # --- Logging ---------------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
@@ -386,3 +394,8 @@ if PRODUCTION:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
     X_FRAME_OPTIONS = "DENY"
+
+# --- access (issue 3) -------------------------------------------------------------------------------
+# Periodic expiry of lapsed grants (the access policy also expires them on the holder's next request).
+CELERY_BEAT_SCHEDULE["access-expire-grants"] = {"task": "access.tasks.expire_grants", "schedule": 3600.0}
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 60 * 60 * 24)

@@ -7,7 +7,7 @@ PY=.venv/bin/python
 PORT="${PORT:-8000}"
 VAR_DIR="${CXR_VAR_DIR:-var}"
 export DJANGO_ENV="${DJANGO_ENV:-development}"
-mkdir -p "$VAR_DIR/broker/queue" "$VAR_DIR/broker/processed" "$VAR_DIR/media" "$VAR_DIR/models"
+mkdir -p "$VAR_DIR/broker/queue" "$VAR_DIR/broker/processed" "$VAR_DIR/broker/control" "$VAR_DIR/media" "$VAR_DIR/models"
 
 $PY manage.py migrate --no-input
 $PY manage.py seed_demo
