@@ -63,7 +63,8 @@ class AccessPolicy:
 
     def missing_for(self, tier: Tier) -> list[str]:
         """Human-readable list of what stands between this user and ``tier``."""
-        return [caps.CREDENTIALS[name] for name in tier.required_credentials if not self.credentials.get(name)]
+        credentials = self.credentials or (credential_status(self.user) if _signed_in(self.user) else {})
+        return [caps.CREDENTIALS[name] for name in tier.credentials_needed if not credentials.get(name)]
 
     def explain_denial(self, capability: str) -> str:
         label = caps.CAPABILITIES.get(capability, capability)
@@ -86,8 +87,12 @@ def _expire_lapsed_grants(user, now) -> None:
         expire_grant(grant=grant, actor=None)
 
 
+def _signed_in(user) -> bool:
+    return user is not None and getattr(user, "is_authenticated", False) and user.is_active
+
+
 def access_policy(user, *, now=None) -> AccessPolicy:
-    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not _signed_in(user):
         return AccessPolicy(user=user)
     now = now or timezone.now()
     _expire_lapsed_grants(user, now)
@@ -99,7 +104,7 @@ def access_policy(user, *, now=None) -> AccessPolicy:
         )
         .select_related("tier")
         .prefetch_related("tier__model_versions")
-        if all(credentials.get(name) for name in grant.tier.required_credentials)
+        if all(credentials.get(name) for name in grant.tier.credentials_needed)
     )
     capability_set = frozenset(cap for grant in grants for cap in grant.tier.capabilities)
     quotas: dict[str, int] = {}

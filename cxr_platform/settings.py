@@ -297,7 +297,10 @@ if env("CELERY_BROKER_URL"):
 elif PRODUCTION:
     raise ImproperlyConfigured("CELERY_BROKER_URL must be set in production")
 elif TESTING and _reachable(*_redis_test_address):
-    CELERY_BROKER_URL = "redis://%s:%d/" % _redis_test_address + str(env_int("TEST_REDIS_DB", 1))
+    # Under `pytest -n N` each xdist worker (gw0, gw1, …) gets its own Redis database, as it gets its own test DB.
+    _xdist_worker = env("PYTEST_XDIST_WORKER", "")
+    _xdist_index = int(_xdist_worker[2:]) if _xdist_worker[2:].isdigit() else 0
+    CELERY_BROKER_URL = "redis://%s:%d/" % _redis_test_address + str(env_int("TEST_REDIS_DB", 1) + _xdist_index)
 elif TESTING and CI:
     raise ImproperlyConfigured("CI=true requires Redis on %s:%d" % _redis_test_address)
 else:
@@ -399,3 +402,9 @@ if PRODUCTION:
 # Periodic expiry of lapsed grants (the access policy also expires them on the holder's next request).
 CELERY_BEAT_SCHEDULE["access-expire-grants"] = {"task": "access.tasks.expire_grants", "schedule": 3600.0}
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 60 * 60 * 24)
+
+# --- exports (issue 7) -------------------------------------------------------------------------------
+EXPORT_RETENTION_SECONDS = env_int("EXPORT_RETENTION_SECONDS", 7 * 24 * 3600)  # packages deleted after this
+EXPORT_TRANSFER_SYNTAX = env("EXPORT_TRANSFER_SYNTAX", "explicit")  # explicit | rle (RLE Lossless)
+EXPORT_WORKERS = env_int("EXPORT_WORKERS", 0)  # DICOM encoder processes per export; 0 = min(8, CPUs)
+CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "exports.tasks.expire_exports", "schedule": 900.0}

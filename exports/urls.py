@@ -1,1 +1,11 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("cohorts/<int:cohort_id>/", views.cohort_exports, name="export-cohort"),
+    path("<int:pk>/progress.json", views.export_progress, name="export-progress"),
+    path("<int:pk>/link", views.issue_link, name="export-link"),
+    path("download/<str:token>/<str:file_name>", views.download, name="export-download"),
+    path("signing-key.pem", views.signing_key, name="export-signing-key"),
+]

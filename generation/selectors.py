@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Count, Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -15,6 +16,14 @@ ImageStatus = SyntheticImage.Status
 
 def cohorts_of(user):
     return Cohort.objects.filter(owner=user).select_related("model_version")
+
+
+def cohort_list_of(user):
+    """The user's cohorts with their count of screened images, newest first (the cohort list)."""
+    return cohorts_of(user).annotate(
+        passed_count=Count("images", filter=Q(images__status=ImageStatus.PASSED)),
+        failed_count=Count("images", filter=Q(images__status=ImageStatus.FAILED)),
+    )
 
 
 def cohort_of(user, pk) -> Cohort:
@@ -35,6 +44,14 @@ def passed_image_of(user, cohort_pk, image_pk) -> SyntheticImage:
         cohort__owner=user,
         status=ImageStatus.PASSED,
     )
+
+
+def open_image_file(image: SyntheticImage):
+    """The stored PNG, opened for reading; 404 if storage has lost it."""
+    try:
+        return image.image.open("rb")
+    except (FileNotFoundError, ValueError):
+        raise Http404("This image's file is no longer in storage.") from None
 
 
 def cohort_progress(cohort: Cohort, *, now=None) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -463,8 +464,8 @@ def _claim_batch(batch_id: int) -> GenerationBatch | None:
 
 
 class _Checkpoint:
-    """``should_cancel`` for the engine: reads the cohort's status (and beats the batch's
-    heartbeat) at most every GENERATION_CANCEL_CHECK_SECONDS, not at every denoising step."""
+    """``should_cancel`` for the engine: reads the cohort's status at most every
+    GENERATION_CANCEL_CHECK_SECONDS, not at every denoising step."""
 
     def __init__(self, batch: GenerationBatch):
         self.batch = batch
@@ -476,9 +477,56 @@ class _Checkpoint:
         if now - self.last < self.interval:
             return False
         self.last = now
-        GenerationBatch.objects.filter(pk=self.batch.pk).update(heartbeat_at=timezone.now())
         status = Cohort.objects.filter(pk=self.batch.cohort_id).values_list("status", flat=True).first()
         return status == Status.CANCELLED
+
+
+def heartbeat_interval() -> float:
+    """How often a running batch's heartbeat is written: well inside the stale threshold."""
+    return min(max(float(_setting("GENERATION_STALE_BATCH_SECONDS", 300)) / 5, 0.5), 30.0)
+
+
+class _Heartbeat:
+    """Beats a running batch's ``heartbeat_at`` from a background thread for as long as this
+    process works on it (model loading, denoising, storing, screening). A killed worker stops
+    beating, and the reconciler re-enqueues its batch once the heartbeat is stale."""
+
+    def __init__(self, batch_id: int):
+        self.batch_id = batch_id
+        self.interval = heartbeat_interval()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-batch-{batch_id}", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def beat(self) -> None:
+        # SKIP LOCKED: never wait on a transaction that holds the row (it beats for us).
+        with transaction.atomic():
+            locked = (
+                GenerationBatch.objects.select_for_update(skip_locked=True)
+                .filter(pk=self.batch_id, status=BatchStatus.RUNNING)
+                .values_list("pk", flat=True)
+            )
+            if list(locked):
+                GenerationBatch.objects.filter(pk=self.batch_id).update(heartbeat_at=timezone.now())
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.beat()
+                except Exception:  # a missed beat is not fatal; the next one may succeed
+                    logger.warning("Heartbeat of batch %s failed", self.batch_id, exc_info=True)
+        finally:
+            connection.close()
 
 
 def _png_bytes(picture) -> bytes:
@@ -604,19 +652,20 @@ def run_batch(batch_id: int) -> str:
     batch = _claim_batch(batch_id)
     if batch is None:
         return SKIPPED
-    try:
-        _generate_and_screen(batch)
-    except GenerationCancelled:
-        _after_interruption(batch, BatchStatus.CANCELLED)
-        return CANCELLED
-    except Exception as exc:  # any failure of a batch is recorded, then retried or reported
-        logger.exception("Batch %s failed (attempt %s)", batch, batch.attempts)
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        if batch.attempts < int(_setting("GENERATION_BATCH_MAX_ATTEMPTS", 3)):
-            _after_interruption(batch, BatchStatus.PENDING, error=error)
-            return RETRY
-        _after_interruption(batch, BatchStatus.FAILED, error=error)
-        return FAILED
+    with _Heartbeat(batch.pk):
+        try:
+            _generate_and_screen(batch)
+        except GenerationCancelled:
+            _after_interruption(batch, BatchStatus.CANCELLED)
+            return CANCELLED
+        except Exception as exc:  # any failure of a batch is recorded, then retried or reported
+            logger.exception("Batch %s failed (attempt %s)", batch, batch.attempts)
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            if batch.attempts < int(_setting("GENERATION_BATCH_MAX_ATTEMPTS", 3)):
+                _after_interruption(batch, BatchStatus.PENDING, error=error)
+                return RETRY
+            _after_interruption(batch, BatchStatus.FAILED, error=error)
+            return FAILED
     with transaction.atomic():
         batch = GenerationBatch.objects.select_for_update().get(pk=batch.pk)
         if batch.status == BatchStatus.RUNNING:

@@ -35,7 +35,7 @@ def _add_errors(form, error: ValidationError) -> None:
 @require_GET
 def cohort_list(request):
     require_capability(request.user, caps.GENERATE)
-    return render(request, "generation/cohort_list.html", {"cohorts": selectors.cohorts_of(request.user)})
+    return render(request, "generation/cohort_list.html", {"cohorts": selectors.cohort_list_of(request.user)})
 
 
 @login_required
@@ -107,6 +107,6 @@ def image_file(request, pk, image_pk):
     """A passed image's PNG, only for its owner: media are never served by URL."""
     cohort = _own_cohort(request, pk)
     image = selectors.passed_image_of(request.user, cohort.pk, image_pk)
-    response = FileResponse(image.image.open("rb"), content_type="image/png")
+    response = FileResponse(selectors.open_image_file(image), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response

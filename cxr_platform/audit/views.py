@@ -7,6 +7,8 @@ from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
 
+from access.decorators import staff_2fa_required
+
 from .selectors import filter_events
 
 
@@ -30,6 +32,7 @@ def _filtered(request):
 
 
 @staff_member_required
+@staff_2fa_required
 def audit_log(request):
     form, events = _filtered(request)
     page = Paginator(events, 100).get_page(request.GET.get("page"))
@@ -53,6 +56,7 @@ class _Echo:
 
 
 @staff_member_required
+@staff_2fa_required
 def audit_log_csv(request):
     form, events = _filtered(request)
     if form.errors:

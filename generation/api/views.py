@@ -76,4 +76,6 @@ class CohortImageFileView(CohortApiMixin, APIView):
     def get(self, request, pk, image_pk):
         cohort = self.get_cohort()
         image = selectors.passed_image_of(request.user, cohort.pk, image_pk)
-        return FileResponse(image.image.open("rb"), content_type="image/png", filename=f"{cohort.pk}-{image.index:06d}.png")
+        return FileResponse(
+            selectors.open_image_file(image), content_type="image/png", filename=f"{cohort.pk}-{image.index:06d}.png"
+        )

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff_client(client):
-    client.force_login(StaffFactory(username="auditor"))
-    return client
+    from tests.access.factories import login_verified  # the audit log needs staff 2FA (issue 3)
+
+    return login_verified(client, StaffFactory(username="auditor"))
 
 
 @pytest.fixture

@@ -68,3 +68,31 @@ def test_the_api_needs_the_api_capability(researcher):
 def test_quota_exceeded_is_a_clear_400(api, api_researcher):
     response = api.post("/api/v1/cohorts", cohort_request(size=20001), format="json")
     assert response.status_code == 400 and "daily quota" in response.json()["size"][0]
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"size": "many"}, "size"),
+        ({"size": 0}, "size"),
+        ({"seed": -1}, "seed"),
+        ({"sex": "half"}, "sex"),
+        ({"age": 40}, "age"),
+        ({"age": {"bins": [{"min": "x"}]}}, "age"),
+        ({"findings": {"edema": "lots"}}, "findings"),
+        ({"group_findings": [5]}, "group_findings"),
+        ({"preset": {"x": 1}}, "preset"),
+        ({"sampling": {"steps": "fast"}}, "sampling"),
+        ({"model_version": "latest"}, "model_version"),
+        ({"name": ""}, "name"),
+    ],
+)
+def test_malformed_requests_are_400s_naming_the_field(api, changes, field):
+    response = api.post("/api/v1/cohorts/preview", cohort_request(**changes), format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+
+
+def test_a_request_that_is_not_an_object_is_a_400(api):
+    response = api.post("/api/v1/cohorts", [1, 2], format="json")
+    assert response.status_code == 400

@@ -150,3 +150,24 @@ def test_revoked_access_stops_the_cohort(researcher):
     assert services.run_batch(cohort.batches.get().pk) == services.SKIPPED
     cohort.refresh_from_db()
     assert cohort.status == "failed" and "access" in cohort.error
+
+
+def test_the_reconciler_runs_on_beat_well_inside_the_stale_threshold(settings):
+    from cxr_platform.celery import app
+
+    entry = app.conf.beat_schedule["generation-reconcile-batches"]
+    assert entry["task"] == "generation.tasks.reconcile_batches"
+    assert entry["schedule"] < settings.GENERATION_STALE_BATCH_SECONDS
+
+
+def test_a_batch_in_progress_keeps_its_heartbeat_fresh(researcher, settings):
+    settings.GENERATION_STALE_BATCH_SECONDS = 3
+    cohort = submitted(researcher, size=2)
+    batch = services._claim_batch(cohort.batches.get().pk)
+    GenerationBatch.objects.filter(pk=batch.pk).update(heartbeat_at="2000-01-01T00:00Z")
+    with services._Heartbeat(batch.pk) as heartbeat:
+        assert heartbeat.interval == 0.6
+        heartbeat.beat()
+    batch.refresh_from_db()
+    assert batch.heartbeat_at >= services._stale_before()
+    assert services.reconcile_batches() == 0  # a live batch is left alone

@@ -1,62 +1,91 @@
-"""The cohort page in a real browser: the progress bar follows the batches to completion."""
+"""The whole path in a real browser: the form's preview and submit, a real Celery worker on Redis
+generating and screening the batches, and the cohort page's live progress bar and gallery."""
 
 import shutil
-import threading
 
 import pytest
+from django.conf import settings as django_settings
+from django.test import Client
 from django.urls import reverse
 
-from generation import services
+from generation.models import Cohort
 from tests.access.factories import grant_tier
-from tests.factories import DEFAULT_PASSWORD, UserFactory
-
-from .conftest import cohort_request
+from tests.factories import UserFactory
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+WATCH_PROGRESS = """
+document.addEventListener("DOMContentLoaded", () => {
+  const counter = document.getElementById("progress-passed");
+  if (!counter) return;
+  new MutationObserver(() => window.reportPassed(counter.textContent))
+    .observe(counter, {childList: true, characterData: true, subtree: true});
+});
+"""
+
+
+def browser_session(user) -> dict:
+    """A logged-in session cookie for the browser (the login page itself is the access app's to test)."""
+    client = Client()
+    client.force_login(user)
+    return {"name": django_settings.SESSION_COOKIE_NAME, "value": client.cookies[django_settings.SESSION_COOKIE_NAME].value}
 
 
 @pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_the_cohort_page_follows_progress_to_completion(live_server, demo_model_version, settings):
+def test_a_cohort_submitted_in_the_browser_is_generated_by_a_worker_and_shown_live(
+    live_server, celery_worker_process, screened_demo_model_version, settings
+):
     playwright = pytest.importorskip("playwright.sync_api")
     if not shutil.which(CHROMIUM):
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    settings.GENERATION_BATCH_SIZE = 1
+        pytest.skip("chromium is not installed (bash scripts/install_system_deps.sh)")
+    settings.GENERATION_BATCH_SIZE = 1  # three batches, so the bar moves in steps
     user = UserFactory()
     grant_tier(user, "generate")
-    cohort = services.request_cohort(user=user, data=cohort_request(size=3), enqueue=False)
-    start = threading.Event()
+    celery_worker_process(GENERATION_BATCH_SIZE=1)
 
-    def run_batches():
-        from django.db import connection
-
-        start.wait(30)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
         try:
-            services.run_cohort_inline(cohort)
-        finally:
-            connection.close()
+            context = browser.new_context()
+            context.add_cookies([{**browser_session(user), "url": live_server.url}])
+            # Every value the page's script writes into the "done" counter while it polls.
+            shown = []
+            context.expose_function("reportPassed", lambda value: shown.append(int(value)))
+            context.add_init_script(WATCH_PROGRESS)
+            page = context.new_page()
+            page.goto(live_server.url + reverse("cohort-create"))
+            page.fill("input[name=name]", "Browser cohort")
+            page.fill("input[name=size]", "3")
+            page.fill("input[name=finding_pleural_effusion]", "0.5")
+            page.click("button[value=preview]")
+            preview = page.locator("#preview")
+            assert "Preview: 3 patients" in preview.locator("h2").text_content()
+            assert preview.locator("ol li").count() == 3
+            prompts = [text.strip() for text in preview.locator("ol li").all_text_contents()]
 
-    runner = threading.Thread(target=run_batches)
-    runner.start()
-    try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            page = browser.new_page()
-            page.goto(live_server.url + reverse("login"))
-            page.fill("input[name=username]", user.username)
-            page.fill("input[name=password]", DEFAULT_PASSWORD)
-            page.click("main button[type=submit]")
-            page.goto(live_server.url + reverse("cohort-detail", args=[cohort.pk]))
-            assert page.text_content("#progress-passed") == "0"
-            start.set()
-            page.wait_for_selector("#cohort-status.completed", timeout=60_000)
+            page.click("button[value=submit]")
+            page.wait_for_selector("#progress")
+            cohort = Cohort.objects.get(owner=user)
+            assert page.url.endswith(reverse("cohort-detail", args=[cohort.pk]))
+            # The previewed patients are the ones submitted.
+            assert [i.prompt for i in cohort.images.order_by("index")] == prompts
+
+            # The script updates the bar as batches finish, then reloads once to show the gallery.
+            page.locator('#progress[data-finished="true"]').wait_for(timeout=120_000)
+            assert shown and shown[-1] == 3 and shown == sorted(shown), shown
+            assert page.text_content("#cohort-status").strip() == "Completed"
             assert page.text_content("#progress-passed") == "3"
             assert page.locator("#progress-bar").get_attribute("style").replace(" ", "") == "width:100.0%"
-            assert page.locator("#gallery img").count() == 3
+            gallery = page.locator("#gallery img")
+            assert gallery.count() == 3
+            page.locator("#gallery").scroll_into_view_if_needed()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth === 64)"
+            )
+            assert prompts[0] in page.locator("#gallery figcaption").first.text_content()
+            assert "Requested versus generated" in page.content()
+        finally:
             browser.close()
-    finally:
-        start.set()
-        runner.join(60)
+    cohort.refresh_from_db()
+    assert cohort.status == "completed" and cohort.images.filter(status="passed").count() == 3

@@ -1,0 +1,130 @@
+"""Queries for access pages and the API. Objects of other users are 404, never 403,
+so guessing ids tells nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from . import capabilities as caps
+from .credentials import agreements_to_sign, current_credentials, latest_attestation, physionet_attested, valid_certificate
+from .models import AccessGrant, AccessRequest, AgreementSignature, AgreementVersion, Tier, TrainingCertificate
+from .policy import access_policy
+
+S = AccessRequest.Status
+REVIEW_STATUSES = (S.SUBMITTED, S.RESUBMITTED)
+
+
+def requests_of(user) -> QuerySet[AccessRequest]:
+    return AccessRequest.objects.filter(user=user).select_related("tier").order_by("-created_at")
+
+
+def request_of(user, pk) -> AccessRequest:
+    request_obj = requests_of(user).filter(pk=_int(pk)).first()
+    if request_obj is None:
+        raise Http404("No such access request.")
+    return request_obj
+
+
+def grants_of(user) -> QuerySet[AccessGrant]:
+    return AccessGrant.objects.filter(user=user).select_related("tier").order_by("-granted_at")
+
+
+def active_tiers() -> QuerySet[Tier]:
+    return Tier.objects.filter(is_active=True).order_by("ordering", "name")
+
+
+def tier_by_slug(slug) -> Tier:
+    tier = active_tiers().filter(slug=str(slug)).first()
+    if tier is None:
+        raise Http404("No such tier.")
+    return tier
+
+
+def tier_overview(user) -> list[dict]:
+    """For each active tier: whether the user holds it, their open request, and what they still lack."""
+    policy = access_policy(user)
+    held = {g.tier_id for g in policy.grants}
+    open_requests = {
+        r.tier_id: r for r in requests_of(user).filter(status__in=[S.DRAFT, S.SUBMITTED, S.CHANGES_REQUESTED, S.RESUBMITTED])
+    }
+    return [
+        {
+            "tier": tier,
+            "held": tier.pk in held,
+            "open_request": open_requests.get(tier.pk),
+            "missing": policy.missing_for(tier),
+            "capabilities": [caps.CAPABILITIES.get(c, c) for c in tier.capabilities],
+        }
+        for tier in active_tiers()
+    ]
+
+
+def credential_summary(user) -> dict:
+    """What a dashboard or a reviewer shows about one user's credentials."""
+    from .credentials import profile_of
+
+    return {
+        "status": current_credentials(user),
+        "labels": caps.CREDENTIALS,
+        "profile": profile_of(user),
+        "attestation": latest_attestation(user),
+        "physionet_attested": physionet_attested(user),
+        "certificate": valid_certificate(user),
+        "certificates": TrainingCertificate.objects.filter(user=user).order_by("-uploaded_at"),
+        "to_sign": agreements_to_sign(user),
+        "signatures": AgreementSignature.objects.filter(user=user).select_related("version__agreement"),
+    }
+
+
+def certificate_for(viewer, pk, *, reviewer: bool) -> TrainingCertificate:
+    """A certificate its owner may read, or a verified reviewer may; 404 for everyone else."""
+    certificate = TrainingCertificate.objects.filter(pk=_int(pk)).select_related("user").first()
+    if certificate is None or not (certificate.user_id == viewer.pk or reviewer):
+        raise Http404("No such certificate.")
+    return certificate
+
+
+def current_version(slug) -> AgreementVersion:
+    version = (
+        AgreementVersion.objects.filter(agreement__slug=str(slug), agreement__is_active=True, published_at__isnull=False)
+        .select_related("agreement")
+        .order_by("-number")
+        .first()
+    )
+    if version is None:
+        raise Http404("No such agreement.")
+    return version
+
+
+def review_queue(*, tier: str | None = None, status: str | None = None, waiting_days: int | None = None):
+    """Requests for reviewers, oldest submission first. Default: those awaiting a decision."""
+    queryset = AccessRequest.objects.select_related("tier", "user", "user__profile")
+    if status:
+        queryset = queryset.filter(status=status)
+    else:
+        queryset = queryset.filter(status__in=REVIEW_STATUSES)
+    if tier:
+        queryset = queryset.filter(tier__slug=tier)
+    if waiting_days:
+        queryset = queryset.filter(submitted_at__lte=timezone.now() - timedelta(days=waiting_days))
+    return queryset.order_by("submitted_at", "created_at")
+
+
+def request_for_review(pk) -> AccessRequest:
+    request_obj = (
+        AccessRequest.objects.select_related("tier", "user").filter(pk=_int(pk)).first()
+    )
+    if request_obj is None:
+        raise Http404("No such access request.")
+    return request_obj
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Http404("No such object.") from None

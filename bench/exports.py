@@ -1,0 +1,181 @@
+"""DICOM export throughput and memory: files per second and peak memory for 2,000 images.
+
+Builds a throw-away platform (SQLite, temp media), registers the demo pipeline, stores a
+cohort of passed images whose PNGs are the shared real chest X-rays resized to ``--px``
+(512 px, RoentGen's output size; noise if the shared images are missing), and runs the real
+export service (``exports.services.build_export``: DICOM encoding in encoder processes,
+DICOMDIR, manifest, signature, stored zip) for each size in ``--sizes``. While it runs, RSS of
+the process and its encoder children is sampled every 10 ms and tracemalloc traces Python
+allocations of the main process. Flat memory: the peaks do not grow with the cohort size.
+
+    .venv/bin/python bench/exports.py [--sizes 500,2000] [--px 512] [--workers 0]
+
+Target (issue 7): >= 250 files/s for 2,000 images, memory flat as the cohort grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="500,2000", help="comma-separated cohort sizes")
+    parser.add_argument("--px", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=0, help="encoder processes (0: settings default)")
+    parser.add_argument("--transfer-syntax", default="explicit", choices=["explicit", "rle"])
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="cxr-bench-exports-"))
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "cxr_platform.settings",
+        "DJANGO_ENV": "development",
+        "CXR_VAR_DIR": str(workdir / "var"),
+        "MEDIA_ROOT": str(workdir / "media"),
+        "MODEL_ROOT": str(workdir / "models"),
+        "LOG_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+    })
+    if args.workers:
+        os.environ["EXPORT_WORKERS"] = str(args.workers)
+    sys.path.insert(0, str(ROOT))
+    try:
+        run(workdir, [int(s) for s in args.sizes.split(",")], args.px, args.transfer_syntax)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _pngs(px: int) -> list[bytes]:
+    import numpy as np
+    from PIL import Image
+
+    shared = Path(os.environ.get("CXR_PUBLIC_DIR", ROOT.parent / "shared" / "data" / "cxr_public")) / "images"
+    sources = sorted(shared.glob("*.png"))[:60] if shared.is_dir() else []
+    out = []
+    for source in sources:
+        with Image.open(source) as picture:
+            buffer = io.BytesIO()
+            picture.convert("L").resize((px, px)).save(buffer, format="PNG")
+            out.append(buffer.getvalue())
+    if not out:
+        rng = np.random.default_rng(0)
+        for _ in range(8):
+            buffer = io.BytesIO()
+            Image.fromarray((rng.random((px, px)) * 255).astype(np.uint8)).save(buffer, format="PNG")
+            out.append(buffer.getvalue())
+    return out
+
+
+def run(workdir: Path, sizes: list[int], px: int, transfer_syntax: str) -> None:
+    import django
+
+    django.setup()
+    import psutil
+    from django.conf import settings
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from access import capabilities as caps
+    from access.models import AccessGrant, Tier, User
+    from exports import services
+    from exports.models import Export
+    from generation.models import Cohort, SyntheticImage
+    from registry import services as registry
+    from registry.demo import create_demo_model
+
+    call_command("migrate", verbosity=0)
+    version = registry.register_model_version(name="bench", version="1",
+                                              directory=create_demo_model(workdir / "models" / "bench"))
+    user = User.objects.create(username="bench", email="bench@example.org")
+    tier = Tier.objects.create(slug="bench-export", name="Bench export", capabilities=[caps.EXPORT_DICOM])
+    now = timezone.now()
+    AccessGrant.objects.create(user=user, tier=tier, granted_at=now, expires_at=now + timezone.timedelta(days=1))
+    pngs = _pngs(px)
+    print(f"{len(pngs)} source PNGs of {px}x{px} px ({sum(map(len, pngs)) / len(pngs) / 1024:.0f} KiB each), "
+          f"encoder processes: {settings.EXPORT_WORKERS or min(8, os.cpu_count() or 1)}, CPUs: {os.cpu_count()}, "
+          f"transfer syntax: {transfer_syntax}")
+
+    process = psutil.Process()
+    print(f"{'images':>7}{'package s':>11}{'files/s':>9}{'total s':>9}{'zip MiB':>9}"
+          f"{'base RSS':>10}{'peak RSS':>10}{'Δ RSS':>9}{'tracemalloc':>13}")
+    for size in sizes:
+        cohort = Cohort.objects.create(owner=user, name=f"bench {size}", model_version=version, seed=1, size=size,
+                                       status=Cohort.Status.COMPLETED, specification={"size": size})
+        rows = []
+        for index in range(size):
+            name = default_storage.save(f"cohorts/{cohort.pk}/{index:06d}-0.png", ContentFile(pngs[index % len(pngs)]))
+            rows.append(SyntheticImage(
+                cohort=cohort, index=index, seed=index, prompt="48 year old WHITE female. Small left pleural effusion.",
+                demographics={"age": 48, "sex": "F", "race": "WHITE", "view": "PA"}, findings=["pleural_effusion"],
+                sampling={"steps": 50}, image=name, status=SyntheticImage.Status.PASSED))
+        SyntheticImage.objects.bulk_create(rows, batch_size=1000)
+        del rows
+        export = services.request_export(user=user, cohort=cohort, transfer_syntax=transfer_syntax, enqueue=False)
+
+        peak = {"rss": 0, "package_done": None}
+        done = threading.Event()
+
+        def total_rss():
+            rss = process.memory_info().rss
+            for child in process.children(recursive=True):
+                try:
+                    rss += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            return rss
+
+        def sample():
+            while not done.is_set():
+                peak["rss"] = max(peak["rss"], total_rss())
+                time.sleep(0.01)
+
+        import exports.services as export_services
+
+        original = export_services.zip_package
+
+        def timed_zip(*a, **k):
+            peak["package_done"] = time.perf_counter()
+            return original(*a, **k)
+
+        export_services.zip_package = timed_zip
+        base = total_rss()
+        tracemalloc.start()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        t0 = time.perf_counter()
+        status = services.build_export(export.pk)
+        elapsed = time.perf_counter() - t0
+        done.set()
+        sampler.join()
+        _, traced = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        export_services.zip_package = original
+        export.refresh_from_db()
+        if status != Export.Status.READY:
+            raise SystemExit(f"export failed: {export.error}")
+        package_s = peak["package_done"] - t0
+        print(f"{size:>7}{package_s:>11.2f}{size / package_s:>9.0f}{elapsed:>9.2f}{export.size / MiB:>9.0f}"
+              f"{base / MiB:>6.0f} MiB{peak['rss'] / MiB:>6.0f} MiB{(peak['rss'] - base) / MiB:>5.0f} MiB"
+              f"{traced / MiB:>9.1f} MiB")
+        default_storage.delete(export.file_name)
+        for image in SyntheticImage.objects.filter(cohort=cohort).values_list("image", flat=True):
+            default_storage.delete(image)
+    print("files/s: DICOM files written per second of building the package (encoding, DICOMDIR, manifest, "
+          "signature); total s adds the stored zip and saving it to storage.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""``{% export_section cohort as section %}``: what templates/exports/_cohort_exports.html shows,
+so any page that has a cohort can include it."""
+
+from django import template
+
+from access import capabilities as caps
+from access.policy import access_policy
+
+from .. import selectors, services
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def export_section(context, cohort):
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or cohort.owner_id != user.pk:
+        return {"allowed": False, "exports": []}
+    allowed = access_policy(user).can(caps.EXPORT_DICOM, cohort.model_version)
+    return {
+        "allowed": allowed,
+        "exportable": selectors.exportable_images(cohort).count() if allowed else 0,
+        "finished": cohort.is_terminal,
+        "exports": list(selectors.exports_of_cohort(user, cohort)[:10]) if allowed else [],
+        "retention_days": round(services.retention().total_seconds() / 86400, 1),
+    }

@@ -1,0 +1,136 @@
+"""Export pages and the signed-link download. Thin: decisions live in exports.services."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from rest_framework.exceptions import AuthenticationFailed
+
+from access import capabilities as caps
+from access.policy import require_capability
+from cxr_platform import downloads
+from cxr_platform.api.authentication import ApiTokenAuthentication
+from generation import selectors as generation_selectors
+
+from . import selectors, services, signing
+
+
+def download_url(export, token: str) -> str:
+    return reverse("export-download", args=[token, export.download_name])
+
+
+def progress_of(export) -> dict:
+    data = {
+        "id": export.pk,
+        "status": export.status,
+        "status_display": export.get_status_display(),
+        "done": export.progress_done,
+        "total": export.progress_total,
+        "percent": export.percent,
+        "images": export.image_count,
+        "size": export.size,
+        "error": export.error,
+        "expires_at": export.expires_at.isoformat() if export.expires_at else None,
+        "link_url": reverse("export-link", args=[export.pk]) if export.status == export.Status.READY else None,
+    }
+    return data
+
+
+def _refusal(request, refusal: services.ExportRefused):
+    return render(request, "errors/error.html", {"title": "Export", "message": refusal.message},
+                  status=refusal.status)
+
+
+def _own_cohort(request, cohort_id):
+    cohort = generation_selectors.cohort_of(request.user, cohort_id)
+    require_capability(request.user, caps.EXPORT_DICOM, cohort.model_version)
+    return cohort
+
+
+@login_required
+def cohort_exports(request, cohort_id):
+    """The cohort's exports (GET) and a new export (POST)."""
+    cohort = _own_cohort(request, cohort_id)
+    if request.method == "POST":
+        try:
+            services.request_export(user=request.user, cohort=cohort, include_png=bool(request.POST.get("include_png")),
+                                    transfer_syntax=request.POST.get("transfer_syntax") or None)
+            messages.success(request, "Export queued. It is built in the background; this page shows its progress.")
+        except services.ExportRefused as refusal:
+            messages.error(request, refusal.message)
+        return redirect("export-cohort", cohort_id=cohort.pk)
+    return render(request, "exports/cohort_exports.html", {"cohort": cohort})
+
+
+@login_required
+@require_GET
+def export_progress(request, pk):
+    export = selectors.export_of(request.user, pk)
+    require_capability(request.user, caps.EXPORT_DICOM, export.cohort.model_version)
+    return JsonResponse(progress_of(export))
+
+
+@login_required
+@require_POST
+def issue_link(request, pk):
+    """A fresh per-user link for a ready export; the browser goes straight to it."""
+    export = selectors.export_of(request.user, pk)
+    try:
+        link = services.issue_download_link(user=request.user, export=export)
+    except services.ExportRefused as refusal:
+        return _refusal(request, refusal)
+    return redirect(download_url(export, link.token), permanent=False)
+
+
+def _requesting_user(request):
+    if request.user.is_authenticated:
+        return request.user
+    try:
+        authenticated = ApiTokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        return None
+    return authenticated[0] if authenticated else None
+
+
+@require_http_methods(["GET", "HEAD"])
+def download(request, token, file_name):
+    user = _requesting_user(request)
+    if user is None:
+        if request.META.get("HTTP_AUTHORIZATION"):
+            return HttpResponse("Invalid or revoked API token.\n", status=401, content_type="text/plain; charset=utf-8")
+        return redirect_to_login(request.get_full_path())
+    try:
+        export = services.authorize_download(user=user, token=token, path=file_name)
+    except services.ExportRefused as refusal:
+        return _refusal(request, refusal)
+    except PermissionDenied as denied:
+        return _refusal(request, services.ExportRefused(str(denied), status=403))
+
+    def started(first, last):
+        services.record_download_started(user=user, export=export, first=first, last=last)
+
+    return downloads.file_response(
+        request,
+        storage=services.default_storage,
+        name=export.file_name,
+        filename=export.download_name,
+        size=export.size,
+        etag=f'"{export.sha256}"',
+        content_type="application/zip",
+        on_start=started,
+    )
+
+
+@require_GET
+def signing_key(request):
+    """The public Ed25519 key that export manifests are signed with (PEM), for anyone."""
+    response = HttpResponse(signing.public_key_pem(), content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'inline; filename="cxr-platform-export-key.pem"'
+    response["X-Key-SHA256"] = signing.key_fingerprint()
+    return response

@@ -1,0 +1,652 @@
+"""The screening index and the two-stage search, independent of Django models.
+
+Layout of an index directory (written by :func:`build_index`, read by :class:`Screener`):
+
+* ``meta.json`` — counts, settings, calibration; written last, so its presence means "complete".
+* ``train_paths.json`` / ``holdout_paths.json`` — relative paths of the images (for reviewers only).
+* ``train_verify.u8`` — N×64×64 uint8 verification thumbnails, memory-mapped (read only for candidates).
+* ``train_vectors.faiss`` — PCA-reduced, L2-normalised retrieval descriptors (faiss inner product).
+* ``train_hashes.npy`` — 64-bit perceptual hashes.
+* ``pca.npz`` — the PCA fitted on the training thumbnails.
+* ``holdout_*`` — the same for the held-out images (calibration and the privacy summary).
+* ``stage_b_*.npy`` — optional learned-encoder embeddings.
+* ``work/`` — per-chunk results of an unfinished build (what makes a build resumable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage
+
+from . import imaging
+
+FORMAT_VERSION = 1
+PCA_DIM = 64
+CHUNK = 256
+RETRIEVE_K = 24  # candidates verified per image
+SHIFT_RADIUS = 10  # pixels of the 64-pixel grid searched for translation (about 15%)
+ROTATIONS = tuple(np.arange(-10.0, 10.01, 2.5))
+ZOOMS = (0.95, 1.0, 1.05, 1.11, 1.18, 1.25)  # sampling factors that undo crops/zooms of up to 25%
+RETRIEVAL_VARIANTS = ((0.0, 1.0), (6.0, 1.0), (-6.0, 1.0), (0.0, 1.15), (6.0, 1.15), (-6.0, 1.15))
+FUSION_WEIGHTS = {"pearson": 0.3, "ssim": 0.3, "tiled_l2": 0.2, "ratio": 0.2}
+TARGET_FPR = 0.001
+EXACT_PEARSON = 0.995
+
+
+class IndexNotReady(RuntimeError):
+    """The index directory is missing, incomplete or of another format."""
+
+
+class StageBUnavailable(RuntimeError):
+    """Stage B weights are missing or do not match the configured SHA-256."""
+
+
+# --- Stage B: a learned encoder from local weights --------------------------------------------
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class StageBEncoder:
+    """A TorchScript image encoder (1×1×S×S float input in [0, 1] → embedding), loaded only from
+    a local file whose SHA-256 equals the configured one. Nothing is ever downloaded."""
+
+    def __init__(self, path: str | Path, sha256: str, input_size: int = 224):
+        path = Path(path)
+        if not path.is_file():
+            raise StageBUnavailable(f"Stage B weights not found at {path}")
+        if not sha256 or len(sha256) != 64:
+            raise StageBUnavailable("Stage B needs SCREENING_STAGE_B_SHA256 (64 hex digits) for its weights file")
+        actual = sha256_of(path)
+        if actual != sha256.lower():
+            raise StageBUnavailable(f"Stage B weights {path} have SHA-256 {actual}, not the configured {sha256.lower()}")
+        import torch
+
+        self.torch = torch
+        self.model = torch.jit.load(str(path), map_location="cpu").eval()
+        self.sha256 = actual
+        self.input_size = int(input_size)
+
+    def embed(self, arrays: list[np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        batch = np.stack([imaging.resize(np.nan_to_num(a, nan=0.0), self.input_size) for a in arrays])[:, None]
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(batch.astype(np.float32))).float().reshape(len(arrays), -1).numpy()
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+# --- Building --------------------------------------------------------------------------------
+
+
+def _progress(total: int, description: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="img", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def _atomic_save_npz(path: Path, **arrays) -> None:
+    staging = path.with_suffix(".tmp.npz")
+    np.savez(staging, **arrays)
+    os.replace(staging, path)
+
+
+def _write_json(path: Path, data) -> None:
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps(data, indent=1))
+    os.replace(staging, path)
+
+
+def _describe_chunk(paths: list[Path], encoder: StageBEncoder | None):
+    verify, hashes, vectors, ok, errors, arrays = [], [], [], [], [], []
+    for i, path in enumerate(paths):
+        try:
+            array = imaging.load_gray(path)
+        except imaging.UnreadableImage as exc:
+            errors.append(f"{path}: {exc}")
+            continue
+        thumb = imaging.verification_thumbnail(array)
+        verify.append(thumb)
+        hashes.append(imaging.perceptual_hash(thumb))
+        vectors.append(imaging.retrieval_vector(thumb))
+        ok.append(i)
+        if encoder is not None:
+            arrays.append(array)
+    size = imaging.VERIFY_SIZE
+    result = {
+        "verify": np.asarray(verify, dtype=np.uint8).reshape(-1, size, size),
+        "hashes": np.asarray(hashes, dtype=np.uint64),
+        "vectors": np.asarray(vectors, dtype=np.float32).reshape(len(ok), -1),
+        "ok": np.asarray(ok, dtype=np.int64),
+        "errors": np.asarray(errors, dtype=object).astype(str),
+    }
+    if encoder is not None:
+        result["stage_b"] = encoder.embed(arrays) if arrays else np.zeros((0, 1), np.float32)
+    return result
+
+
+def _describe_set(name: str, root: Path, work: Path, encoder, progress: bool, chunk: int, log):
+    """Describe every image under ``root``, chunk by chunk; chunks already on disk are reused."""
+    paths = imaging.list_images(root)
+    relative = [str(p.relative_to(root)) for p in paths]
+    listing = work / f"{name}_list.json"
+    signature = {"root": str(root), "paths": relative, "stage_b": encoder.sha256 if encoder else None,
+                 "chunk": chunk, "format": FORMAT_VERSION}
+    if listing.exists() and json.loads(listing.read_text()) != signature:
+        log(f"The {name} folder or settings changed since the interrupted build; starting the {name} set again.")
+        for stale in work.glob(f"{name}_*.npz"):
+            stale.unlink()
+    _write_json(listing, signature)
+    chunks = math.ceil(len(paths) / chunk)
+    reused = 0
+    bar = _progress(len(paths), f"{name} images", progress)
+    parts = []
+    for c in range(chunks):
+        target = work / f"{name}_{c:06d}.npz"
+        part_paths = paths[c * chunk:(c + 1) * chunk]
+        if target.exists():
+            reused += 1
+        else:
+            _atomic_save_npz(target, **_describe_chunk(part_paths, encoder))
+        parts.append(target)
+        bar.update(len(part_paths))
+    bar.close()
+    if reused:
+        log(f"Resumed: {reused} of {chunks} {name} chunk(s) were already done.")
+    verify, hashes, vectors, kept, errors, stage_b = [], [], [], [], [], []
+    for c, target in enumerate(parts):
+        with np.load(target, allow_pickle=False) as data:
+            verify.append(data["verify"])
+            hashes.append(data["hashes"])
+            vectors.append(data["vectors"])
+            kept.extend(relative[c * chunk + int(i)] for i in data["ok"])
+            errors.extend(str(e) for e in data["errors"])
+            if encoder is not None:
+                stage_b.append(data["stage_b"])
+    size = imaging.VERIFY_SIZE
+    return {
+        "verify": np.concatenate(verify) if verify else np.zeros((0, size, size), np.uint8),
+        "hashes": np.concatenate(hashes) if hashes else np.zeros(0, np.uint64),
+        "vectors": np.concatenate(vectors) if vectors else np.zeros((0, imaging.THUMB_SIZE ** 2), np.float32),
+        "paths": kept,
+        "errors": errors,
+        "stage_b": np.concatenate([s for s in stage_b if len(s)]) if encoder is not None and any(len(s) for s in stage_b) else None,
+    }
+
+
+def fit_pca(vectors: np.ndarray, dim: int = PCA_DIM, max_samples: int = 50_000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    sample = vectors if len(vectors) <= max_samples else vectors[rng.choice(len(vectors), max_samples, replace=False)]
+    mean = sample.mean(axis=0)
+    centred = sample - mean
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    components = vt[: min(dim, vt.shape[0])]
+    return mean.astype(np.float32), components.astype(np.float32)
+
+
+def project(vectors: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    reduced = (np.asarray(vectors, np.float32) - mean) @ components.T
+    return (reduced / np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def build_index(
+    directory: str | Path,
+    train_dir: str | Path,
+    holdout_dir: str | Path | None = None,
+    *,
+    encoder: StageBEncoder | None = None,
+    progress: bool = True,
+    chunk: int = CHUNK,
+    log=lambda message: None,
+) -> dict:
+    """Describe the training (and holdout) images into ``directory``, calibrate on the holdout and
+    write ``meta.json``. An interrupted run resumes from the chunks in ``directory/work``."""
+    import faiss
+
+    directory, train_dir = Path(directory), Path(train_dir).resolve()
+    holdout_dir = Path(holdout_dir).resolve() if holdout_dir else None
+    work = directory / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    meta_path = directory / "meta.json"
+    if meta_path.exists():
+        meta_path.unlink()  # a rebuild: the directory is incomplete until the end
+    started = time.monotonic()
+    train = _describe_set("train", train_dir, work, encoder, progress, chunk, log)
+    if len(train["paths"]) < 2:
+        raise ValueError(f"Need at least 2 readable training images under {train_dir}, found {len(train['paths'])}")
+    holdout = (
+        _describe_set("holdout", holdout_dir, work, encoder, progress, chunk, log) if holdout_dir else None
+    )
+    mean, components = fit_pca(train["vectors"])
+    np.savez(directory / "pca.npz", mean=mean, components=components)
+    train_vectors = project(train["vectors"], mean, components)
+    index = faiss.IndexFlatIP(train_vectors.shape[1])
+    index.add(train_vectors)
+    faiss.write_index(index, str(directory / "train_vectors.faiss"))
+    train["verify"].tofile(directory / "train_verify.u8")
+    np.save(directory / "train_hashes.npy", train["hashes"])
+    (directory / "train_paths.json").write_text(json.dumps(train["paths"]))
+    if train["stage_b"] is not None:
+        np.save(directory / "stage_b_train.npy", train["stage_b"].astype(np.float32))
+    if holdout is not None:
+        np.save(directory / "holdout_verify.npy", holdout["verify"])
+        np.save(directory / "holdout_vectors.npy", project(holdout["vectors"], mean, components))
+        np.save(directory / "holdout_hashes.npy", holdout["hashes"])
+        (directory / "holdout_paths.json").write_text(json.dumps(holdout["paths"]))
+        if holdout["stage_b"] is not None:
+            np.save(directory / "stage_b_holdout.npy", holdout["stage_b"].astype(np.float32))
+    meta = {
+        "format": FORMAT_VERSION,
+        "train_root": str(train_dir),
+        "holdout_root": str(holdout_dir) if holdout_dir else "",
+        "train_count": len(train["paths"]),
+        "holdout_count": len(holdout["paths"]) if holdout else 0,
+        "skipped": (train["errors"] + (holdout["errors"] if holdout else []))[:200],
+        "skipped_count": len(train["errors"]) + (len(holdout["errors"]) if holdout else 0),
+        "pca_dim": int(components.shape[0]),
+        "verify_size": imaging.VERIFY_SIZE,
+        "stage_b": {"sha256": encoder.sha256, "input_size": encoder.input_size} if encoder else None,
+        "calibration": None,
+    }
+    _write_json(directory / "meta.partial.json", meta)
+    calibration = calibrate(directory, meta, encoder=encoder, progress=progress)
+    meta["calibration"] = calibration
+    meta["build_seconds"] = round(time.monotonic() - started, 2)
+    _write_json(meta_path, meta)
+    (directory / "meta.partial.json").unlink(missing_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return meta
+
+
+def threshold_for(scores: np.ndarray, target_fpr: float = TARGET_FPR) -> dict:
+    """The decision threshold that flags at most ``target_fpr`` of held-out scores.
+
+    With fewer than 1/target_fpr held-out images the empirical quantile is the maximum, which
+    says little about the tail; the threshold is then the larger of that maximum and a normal
+    tail bound (mean + z·sd), so a small holdout errs towards flagging, never towards release."""
+    scores = np.sort(np.asarray(scores, dtype=np.float64))
+    n = len(scores)
+    if n == 0:
+        return {"threshold": None, "method": "none", "holdout_n": 0}
+    from scipy.stats import norm
+
+    k = int(math.floor(target_fpr * n))  # how many held-out images may lie above
+    empirical = float(scores[n - 1 - k]) if k < n else float(scores[-1])
+    tail = float(scores.mean() + norm.isf(target_fpr) * scores.std(ddof=1)) if n > 2 else empirical
+    threshold = max(empirical, tail) + 1e-6
+    return {
+        "threshold": threshold,
+        "method": "max(empirical quantile, normal tail bound)" if n * target_fpr < 10 else "empirical quantile",
+        "empirical_quantile": empirical,
+        "normal_tail_bound": tail,
+        "holdout_n": n,
+        "holdout_mean": float(scores.mean()),
+        "holdout_sd": float(scores.std(ddof=1)) if n > 1 else 0.0,
+        "holdout_max": float(scores[-1]),
+        "holdout_flagged": int((scores >= threshold).sum()),
+        "holdout_fpr": float((scores >= threshold).mean()),
+        "target_fpr": target_fpr,
+    }
+
+
+def calibrate(directory: Path, meta: dict, *, encoder=None, progress=True) -> dict:
+    screener = Screener(directory, meta=meta, encoder=encoder, calibrating=True)
+    holdout_n = meta["holdout_count"]
+    if not holdout_n:
+        return {"stage_a": {"threshold": None, "method": "none", "holdout_n": 0}, "stage_b": None,
+                "note": "No holdout images: screening refuses to run until the index is rebuilt with --holdout."}
+    verify = np.load(directory / "holdout_verify.npy")
+    bar = _progress(holdout_n, "calibrating", progress)
+    scores, b_scores = [], []
+    for i in range(holdout_n):
+        result = screener.analyse_thumbnail(verify[i])
+        scores.append(result.train_score)
+        bar.update(1)
+    bar.close()
+    calibration = {"stage_a": threshold_for(np.array(scores)), "stage_a_holdout_scores": [round(s, 5) for s in scores]}
+    if encoder is not None and (directory / "stage_b_holdout.npy").exists():
+        holdout_b = np.load(directory / "stage_b_holdout.npy")
+        train_b = np.load(directory / "stage_b_train.npy")
+        b_scores = (holdout_b @ train_b.T).max(axis=1)
+        calibration["stage_b"] = threshold_for(b_scores)
+    else:
+        calibration["stage_b"] = None
+    return calibration
+
+
+# --- Screening ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Match:
+    index: int
+    score: float
+    pearson: float
+    ssim: float
+    tiled_l2: float
+    ratio: float
+    flipped: bool
+    rotation: float
+    zoom: float
+    shift: tuple
+    exact: bool = False
+
+
+@dataclass
+class Analysis:
+    train_score: float
+    train_match: Match | None
+    holdout_score: float | None
+    exact: bool
+    stage_b_score: float | None = None
+    stage_b_index: int | None = None
+    seconds: float = 0.0
+    candidates: int = 0
+    stage_scores: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        return data
+
+
+def _warp(image: np.ndarray, rotation: float, zoom: float, shift=(0.0, 0.0)) -> np.ndarray:
+    """Sample ``image`` at zoom·R(rotation)·(p − shift) about the centre; NaN outside."""
+    theta = math.radians(rotation)
+    matrix = zoom * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    centre = (np.array(image.shape, dtype=np.float64) - 1) / 2
+    offset = centre - matrix @ centre - matrix @ np.asarray(shift, dtype=np.float64)
+    return ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="constant", cval=np.nan)
+
+
+def _zscore_masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(values, dtype=np.float32)
+    if mask.sum() < 2:
+        return out
+    v = values[mask]
+    out[mask] = (v - v.mean()) / max(float(v.std()), 1e-6)
+    return out
+
+
+def _ssim(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
+    """Mean SSIM of two standardised images over the (eroded) valid mask."""
+    sigma = 1.5
+    c1, c2 = (0.01 * 6) ** 2, (0.03 * 6) ** 2
+    weight = ndimage.gaussian_filter(mask.astype(np.float32), sigma)
+    safe = np.maximum(weight, 1e-6)
+    mx = ndimage.gaussian_filter(x * mask, sigma) / safe
+    my = ndimage.gaussian_filter(y * mask, sigma) / safe
+    sxx = ndimage.gaussian_filter(x * x * mask, sigma) / safe - mx * mx
+    syy = ndimage.gaussian_filter(y * y * mask, sigma) / safe - my * my
+    sxy = ndimage.gaussian_filter(x * y * mask, sigma) / safe - mx * my
+    smap = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    inner = ndimage.binary_erosion(mask, iterations=3)
+    if inner.sum() < 16:
+        inner = mask
+    return float(smap[inner].mean()) if inner.any() else 0.0
+
+
+def _tiled_l2(x: np.ndarray, y: np.ndarray, mask: np.ndarray, tiles: int = 4) -> float:
+    """Carlini et al.'s tiled distance: the largest per-tile RMS difference (standardised images)."""
+    size = x.shape[0] // tiles
+    worst = 0.0
+    for i in range(tiles):
+        for j in range(tiles):
+            sl = (slice(i * size, (i + 1) * size), slice(j * size, (j + 1) * size))
+            m = mask[sl]
+            if m.mean() < 0.5:
+                continue
+            diff = (x[sl] - y[sl])[m]
+            worst = max(worst, float(np.sqrt(np.mean(diff * diff))))
+    return worst
+
+
+def fuse(pearson: float, ssim: float, tiled_l2: float, ratio: float) -> float:
+    w = FUSION_WEIGHTS
+    return float(
+        w["pearson"] * pearson + w["ssim"] * ssim + w["tiled_l2"] * (1.0 - min(tiled_l2, 2.0) / 2.0)
+        + w["ratio"] * (1.0 - min(max(ratio, 0.0), 1.0))
+    )
+
+
+class Screener:
+    """Loads one index directory and scores images against it."""
+
+    def __init__(self, directory: str | Path, *, meta: dict | None = None, encoder: StageBEncoder | None = None,
+                 calibrating: bool = False):
+        import faiss
+
+        self.directory = Path(directory)
+        if meta is None:
+            meta_path = self.directory / "meta.json"
+            if not meta_path.exists():
+                raise IndexNotReady(f"The screening index in {self.directory} is missing or unfinished (no meta.json).")
+            meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT_VERSION:
+            raise IndexNotReady(f"The screening index in {self.directory} has format {meta.get('format')}, "
+                                f"this version reads {FORMAT_VERSION}; rebuild it.")
+        self.meta = meta
+        self.calibrating = calibrating
+        size = meta["verify_size"]
+        self.size = size
+        count = meta["train_count"]
+        self.train_verify = np.memmap(self.directory / "train_verify.u8", dtype=np.uint8, mode="r",
+                                      shape=(count, size, size))
+        self.train_hashes = np.load(self.directory / "train_hashes.npy")
+        self.faiss_index = faiss.read_index(str(self.directory / "train_vectors.faiss"))
+        with np.load(self.directory / "pca.npz") as pca:
+            self.pca_mean, self.pca_components = pca["mean"], pca["components"]
+        self.holdout_verify = None
+        if meta.get("holdout_count"):
+            self.holdout_verify = np.load(self.directory / "holdout_verify.npy")
+            self.holdout_vectors = np.load(self.directory / "holdout_vectors.npy")
+        self.encoder = None
+        self.stage_b_train = None
+        if meta.get("stage_b"):
+            if encoder is None:
+                raise StageBUnavailable("This index was built with Stage B; its encoder weights must be configured.")
+            if encoder.sha256 != meta["stage_b"]["sha256"]:
+                raise StageBUnavailable("The configured Stage B weights are not the ones this index was built with.")
+            self.encoder = encoder
+            self.stage_b_train = np.load(self.directory / "stage_b_train.npy")
+
+    # -- memory accounting for the benchmark and the admin page
+    def resident_bytes(self) -> int:
+        total = self.faiss_index.ntotal * self.faiss_index.d * 4 + self.train_hashes.nbytes
+        total += self.pca_mean.nbytes + self.pca_components.nbytes
+        if self.stage_b_train is not None:
+            total += self.stage_b_train.nbytes
+        if self.holdout_verify is not None:
+            total += self.holdout_verify.nbytes + self.holdout_vectors.nbytes
+        return int(total)
+
+    @property
+    def threshold(self) -> float | None:
+        calibration = self.meta.get("calibration") or {}
+        return (calibration.get("stage_a") or {}).get("threshold")
+
+    @property
+    def stage_b_threshold(self) -> float | None:
+        calibration = self.meta.get("calibration") or {}
+        return (calibration.get("stage_b") or {}).get("threshold")
+
+    def _query_vectors(self, query: np.ndarray) -> np.ndarray:
+        vectors = []
+        for flipped in (False, True):
+            q = query[:, ::-1] if flipped else query
+            for rotation, zoom in RETRIEVAL_VARIANTS:
+                warped = _warp(q, rotation, zoom) if (rotation or zoom != 1.0) else q.copy()
+                mask = ~np.isnan(warped)
+                warped[~mask] = float(np.nanmean(warped)) if mask.any() else 0.0
+                vectors.append(imaging.retrieval_vector(np.clip(warped, 0, 255)))
+        return project(np.asarray(vectors), self.pca_mean, self.pca_components)
+
+    def verify(self, query: np.ndarray, candidates: np.ndarray, groups: np.ndarray | None = None,
+               refine: int = 3) -> list[Match]:
+        """Align ``query`` (64×64 float 0–255, NaN = padding) to each candidate thumbnail and score.
+
+        A coarse search (both orientations × rotations × zooms, every shift within SHIFT_RADIUS by
+        FFT cross-correlation) finds each candidate's best alignment; the ``refine`` best of each
+        group (train, holdout) are then aligned exactly and scored with Pearson, SSIM, tiled L2 and
+        the nearest/second-nearest ratio, fused into one score. Returns one Match per refined
+        candidate (``index`` is the position in ``candidates``)."""
+        k = len(candidates)
+        if k == 0:
+            return []
+        groups = np.zeros(k, dtype=np.int64) if groups is None else np.asarray(groups)
+        cand = np.asarray(candidates, dtype=np.float32)
+        cz = imaging.standardise(cand.reshape(k, -1), axis=1).reshape(cand.shape)
+        cf = sfft.rfft2(cz, workers=1)
+        size = query.shape[0]
+        r = SHIFT_RADIUS
+        best = np.full(k, -np.inf)
+        params: list = [None] * k
+        for flipped in (False, True):
+            q = np.ascontiguousarray(query[:, ::-1] if flipped else query, dtype=np.float64)
+            for rotation in ROTATIONS:
+                for zoom in ZOOMS:
+                    warped = _warp(q, float(rotation), zoom) if (rotation or zoom != 1.0) else q.copy()
+                    mask = ~np.isnan(warped)
+                    n = int(mask.sum())
+                    if n < 0.4 * size * size:
+                        continue
+                    a = _zscore_masked(np.nan_to_num(warped), mask)
+                    corr = sfft.irfft2(np.conj(sfft.rfft2(a, workers=1))[None] * cf, s=(size, size), workers=1)
+                    # corr[k, dy, dx] = sum_p a(p)·c(p + d); keep |d| <= r
+                    window = np.concatenate([corr[:, : r + 1], corr[:, -r:]], axis=1)
+                    window = np.concatenate([window[:, :, : r + 1], window[:, :, -r:]], axis=2) / n
+                    flat = window.reshape(k, -1)
+                    arg = flat.argmax(axis=1)
+                    peak = flat[np.arange(k), arg]
+                    for j in np.nonzero(peak > best)[0]:
+                        dy, dx = divmod(int(arg[j]), 2 * r + 1)
+                        dy = dy if dy <= r else dy - (2 * r + 1)
+                        dx = dx if dx <= r else dx - (2 * r + 1)
+                        best[j] = peak[j]
+                        params[j] = (flipped, float(rotation), zoom, (dy, dx))
+        matches = []
+        for group in np.unique(groups):
+            members = np.nonzero(groups == group)[0]
+            members = members[np.argsort(-best[members])]
+            coarse = {int(j): float(best[j]) for j in members}
+            refined = []
+            for j in members[:refine]:
+                if params[j] is None:
+                    continue
+                flipped, rotation, zoom, shift = params[j]
+                q = np.ascontiguousarray(query[:, ::-1] if flipped else query, dtype=np.float64)
+                aligned = _warp(q, rotation, zoom, shift)
+                mask = ~np.isnan(aligned)
+                if mask.sum() < 16:
+                    continue
+                x = _zscore_masked(np.nan_to_num(aligned), mask)
+                y = _zscore_masked(cand[j], mask)
+                pearson = float((x[mask] * y[mask]).mean())
+                coarse[int(j)] = max(coarse[int(j)], pearson)
+                refined.append(Match(index=int(j), score=0.0, pearson=pearson, ssim=_ssim(x, y, mask),
+                                     tiled_l2=_tiled_l2(x, y, mask), ratio=1.0, flipped=bool(flipped),
+                                     rotation=rotation, zoom=zoom, shift=tuple(shift)))
+            distances = {j: 1.0 - c for j, c in coarse.items()}
+            for m in refined:
+                others = [d for j, d in distances.items() if j != m.index]
+                second = min(others) if others else 1.0
+                m.ratio = float(min(1.0, max(0.0, 1.0 - m.pearson) / max(second, 1e-6)))
+                m.score = fuse(m.pearson, m.ssim, m.tiled_l2, m.ratio)
+            matches.extend(refined)
+        return matches
+
+    def _exact(self, query: np.ndarray, candidate: np.ndarray, candidate_hash: int) -> bool:
+        """Pixel-level identity without any alignment: the share that must be zero."""
+        mask = ~np.isnan(query)
+        if mask.mean() < 0.9 or imaging.hamming(imaging.perceptual_hash(query), np.array([candidate_hash]))[0] > 4:
+            return False
+        x = _zscore_masked(np.nan_to_num(query), mask)
+        y = _zscore_masked(candidate.astype(np.float32), mask)
+        return float((x[mask] * y[mask]).mean()) >= EXACT_PEARSON
+
+    def analyse_thumbnail(self, thumb: np.ndarray, *, array: np.ndarray | None = None) -> Analysis:
+        """Score a 64×64 thumbnail (0–255; NaN = padding) against the training set (and holdout)."""
+        started = time.perf_counter()
+        query = np.asarray(thumb, dtype=np.float64)
+        vectors = self._query_vectors(query.astype(np.float32))
+        k_search = min(RETRIEVE_K, self.faiss_index.ntotal)
+        sims, ids = self.faiss_index.search(vectors, k_search)
+        ranked: dict[int, float] = {}
+        for row_s, row_i in zip(sims, ids):
+            for s_, i in zip(row_s, row_i):
+                if i >= 0 and s_ > ranked.get(int(i), -2.0):
+                    ranked[int(i)] = float(s_)
+        train_ids = np.array(sorted(sorted(ranked, key=ranked.get, reverse=True)[:RETRIEVE_K]), dtype=np.int64)
+        candidates = [np.asarray(self.train_verify[train_ids])]
+        groups = [np.zeros(len(train_ids), dtype=np.int64)]
+        holdout_ids = np.zeros(0, dtype=np.int64)
+        if self.holdout_verify is not None and not self.calibrating:
+            holdout_sims = (vectors @ self.holdout_vectors.T).max(axis=0)
+            holdout_ids = np.sort(np.argsort(-holdout_sims)[:RETRIEVE_K])
+            candidates.append(self.holdout_verify[holdout_ids])
+            groups.append(np.ones(len(holdout_ids), dtype=np.int64))
+        matches = self.verify(query, np.concatenate(candidates), np.concatenate(groups))
+        offset = len(train_ids)
+        train_matches = [m for m in matches if m.index < offset]
+        holdout_matches = [m for m in matches if m.index >= offset]
+        best = max(train_matches, key=lambda m: m.score) if train_matches else None
+        if best is not None:
+            position = best.index
+            best.index = int(train_ids[position])
+            best.exact = self._exact(query, candidates[0][position], int(self.train_hashes[best.index]))
+        analysis = Analysis(
+            train_score=best.score if best else 0.0,
+            train_match=best,
+            holdout_score=max((m.score for m in holdout_matches), default=None) if len(holdout_ids) else None,
+            exact=bool(best.exact) if best else False,
+            candidates=len(train_ids) + len(holdout_ids),
+        )
+        if self.encoder is not None and array is not None:
+            embedding = self.encoder.embed([np.nan_to_num(array, nan=0.0)])[0]
+            b_sims = self.stage_b_train @ embedding
+            analysis.stage_b_index = int(b_sims.argmax())
+            analysis.stage_b_score = float(b_sims.max())
+        if best is not None:
+            analysis.stage_scores = {
+                "fused": round(best.score, 5), "pearson": round(best.pearson, 5), "ssim": round(best.ssim, 5),
+                "tiled_l2": round(best.tiled_l2, 5), "nearest_second_ratio": round(best.ratio, 5),
+                "flipped": best.flipped, "rotation": best.rotation, "zoom": best.zoom, "shift": list(best.shift),
+                "holdout_fused": None if analysis.holdout_score is None else round(analysis.holdout_score, 5),
+                "stage_b": None if analysis.stage_b_score is None else round(analysis.stage_b_score, 5),
+            }
+        analysis.seconds = time.perf_counter() - started
+        return analysis
+
+    def analyse(self, array: np.ndarray) -> Analysis:
+        """Score one normalised grayscale image (see imaging.load_gray; NaN = padding)."""
+        return self.analyse_thumbnail(imaging.query_thumbnail(array), array=array)
+
+    def _paths(self, name: str) -> list[str]:
+        cache = self.__dict__.setdefault("_path_cache", {})
+        if name not in cache:
+            cache[name] = json.loads((self.directory / f"{name}_paths.json").read_text())
+        return cache[name]
+
+    def train_relative_path(self, position: int) -> str:
+        return self._paths("train")[int(position)]
+
+    def train_path(self, position: int) -> Path:
+        """Where the training image at ``position`` was read from (privacy reviewers only)."""
+        return Path(self.meta["train_root"]) / self.train_relative_path(position)
+
+    def train_thumbnail(self, position: int) -> np.ndarray:
+        return np.asarray(self.train_verify[int(position)])

@@ -1,0 +1,223 @@
+"""Reading radiographs of any format into the canonical arrays screening compares.
+
+Every image (training, holdout, synthetic) goes through the same steps: decode (DICOM with
+its rescale, VOI LUT and MONOCHROME1 inversion; PNG/JPEG of any bit depth; RGB/RGBA to
+grayscale), normalise intensities to [0, 1] by the image's own 0.5th–99.5th percentiles, and
+resize to a fixed square grid. Aspect ratio is not kept: the same mapping applies to every
+image, so a copy maps onto its original.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff"}
+VERIFY_SIZE = 64  # side of the verification thumbnail kept for every training image
+THUMB_SIZE = 32  # side of the retrieval thumbnail (before PCA)
+
+
+class UnreadableImage(ValueError):
+    """The file is not an image this module can decode."""
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """Every image under ``root`` (nested folders), sorted; DICOM files without a suffix included."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"No such folder: {root}")
+    found = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES or (suffix == "" and _is_dicom(path)):
+            found.append(path)
+    return found
+
+
+def _dicom_array(source) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    dataset = pydicom.dcmread(source)
+    pixels = dataset.pixel_array
+    if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
+        pixels = pixels[..., :3].astype(np.float32).mean(axis=-1)
+    elif pixels.ndim == 3:  # multi-frame: the first frame
+        pixels = pixels[0]
+    array = apply_modality_lut(pixels, dataset)
+    try:
+        array = apply_voi_lut(array, dataset, index=0)
+    except Exception:  # noqa: BLE001 - a malformed VOI LUT leaves the modality values
+        pass
+    array = np.asarray(array, dtype=np.float32)
+    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        array = array.max() - array
+    return array
+
+
+def _pil_array(picture: Image.Image) -> np.ndarray:
+    if picture.mode in ("RGBA", "LA", "P", "PA"):
+        picture = picture.convert("RGBA" if picture.mode != "LA" else "LA")
+    if picture.mode in ("RGB", "RGBA", "CMYK", "YCbCr"):
+        rgb = np.asarray(picture.convert("RGB"), dtype=np.float32)
+        return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if picture.mode == "LA":
+        return np.asarray(picture, dtype=np.float32)[..., 0]
+    if picture.mode == "1":
+        picture = picture.convert("L")
+    return np.asarray(picture, dtype=np.float32)  # L, I;16, I, F: any bit depth
+
+
+def load_gray(source) -> np.ndarray:
+    """A 2-D float32 array in [0, 1] from a path, bytes, file object or PIL image."""
+    try:
+        if isinstance(source, Image.Image):
+            array = _pil_array(source)
+        else:
+            if isinstance(source, (bytes, bytearray)):
+                source = io.BytesIO(source)
+            is_dicom = False
+            if isinstance(source, (str, Path)):
+                path = Path(source)
+                is_dicom = path.suffix.lower() in (".dcm", ".dicom") or _is_dicom(path)
+            else:
+                position = source.tell()
+                source.seek(128)
+                is_dicom = source.read(4) == b"DICM"
+                source.seek(position)
+            if is_dicom:
+                array = _dicom_array(source)
+            else:
+                with Image.open(source) as picture:
+                    picture.load()
+                    array = _pil_array(picture)
+    except UnreadableImage:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every decoder error becomes one clear message
+        raise UnreadableImage(f"cannot read image: {exc}") from exc
+    if array.ndim != 2 or min(array.shape) < 8:
+        raise UnreadableImage(f"not a 2-D image of usable size (shape {array.shape})")
+    return normalise(array)
+
+
+def padding_mask(array: np.ndarray, min_fraction: float = 0.005) -> np.ndarray:
+    """Where the image is fill, not anatomy: regions of exactly the darkest (or brightest) value
+    that touch the border and cover at least ``min_fraction`` of the image (shift/rotation
+    padding, collimation). They carry no information and are left out of every comparison."""
+    array = np.asarray(array, dtype=np.float32)
+    mask = np.zeros(array.shape, dtype=bool)
+    for value in (float(np.nanmin(array)), float(np.nanmax(array))):
+        labels, count = ndimage.label(array == value)
+        if not count:
+            continue
+        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        sizes = np.bincount(labels.ravel())
+        for label in border:
+            if label and sizes[label] >= min_fraction * array.size:
+                mask |= labels == label
+    return mask
+
+
+def normalise(array: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] by the 0.5th–99.5th percentiles; padding (see padding_mask) becomes NaN."""
+    array = np.asarray(array, dtype=np.float32)
+    array = np.where(np.isfinite(array), array, np.nan)
+    if np.isnan(array).all():
+        raise UnreadableImage("the image has no finite pixel values")
+    pad = padding_mask(np.nan_to_num(array, nan=float(np.nanmin(array)))) | np.isnan(array)
+    if pad.mean() > 0.6:  # mostly constant: nothing to treat as padding
+        pad = np.isnan(array)
+    values = array[~pad] if (~pad).any() else np.nan_to_num(array).ravel()
+    low, high = np.percentile(values, (0.5, 99.5))
+    if high - low < 1e-6:
+        low, high = float(values.min()), float(values.max())
+    if high - low < 1e-6:
+        out = np.zeros_like(array, dtype=np.float32)
+    else:
+        out = np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    out[pad] = np.nan
+    return out
+
+
+def resize(array: np.ndarray, size: int) -> np.ndarray:
+    """Square resize; NaN (padding) spreads to every output pixel that is less than 3/4 image."""
+    array = np.asarray(array, dtype=np.float32)
+    method = Image.Resampling.BOX if min(array.shape) >= size else Image.Resampling.BILINEAR
+    invalid = np.isnan(array)
+    if not invalid.any():
+        return np.asarray(Image.fromarray(array, mode="F").resize((size, size), method), dtype=np.float32)
+    valid = np.asarray(Image.fromarray((~invalid).astype(np.float32), mode="F").resize((size, size), method))
+    filled = np.asarray(Image.fromarray(np.where(invalid, 0, array).astype(np.float32), mode="F").resize((size, size), method))
+    out = filled / np.maximum(valid, 1e-6)
+    out[valid < 0.75] = np.nan
+    return out.astype(np.float32)
+
+
+def verification_thumbnail(array: np.ndarray) -> np.ndarray:
+    """The VERIFY_SIZE² uint8 thumbnail stored for each training image and compared after alignment
+    (padding stored as black)."""
+    return np.clip(np.rint(np.nan_to_num(resize(array, VERIFY_SIZE), nan=0.0) * 255.0), 0, 255).astype(np.uint8)
+
+
+def query_thumbnail(array: np.ndarray) -> np.ndarray:
+    """The VERIFY_SIZE² float thumbnail (0–255) of an image being screened; NaN where it is padding."""
+    return resize(array, VERIFY_SIZE) * 255.0
+
+
+def standardise(values: np.ndarray, axis=None) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float32)
+    mean = values.mean(axis=axis, keepdims=axis is not None)
+    std = values.std(axis=axis, keepdims=axis is not None)
+    return (values - mean) / np.maximum(std, 1e-6)
+
+
+def retrieval_vector(verify: np.ndarray) -> np.ndarray:
+    """THUMB_SIZE² standardised thumbnail (flattened) from a verification thumbnail; PCA input."""
+    verify = np.asarray(verify, dtype=np.float32)
+    if np.isnan(verify).any():
+        verify = np.where(np.isnan(verify), np.nanmean(verify), verify)
+    small = resize(verify / 255.0, THUMB_SIZE)
+    return standardise(small).ravel()
+
+
+def perceptual_hash(verify: np.ndarray) -> int:
+    """64-bit DCT perceptual hash (pHash) of a verification thumbnail."""
+    from scipy.fft import dctn
+
+    verify = np.asarray(verify, dtype=np.float32)
+    if np.isnan(verify).any():
+        verify = np.where(np.isnan(verify), np.nanmean(verify), verify)
+    small = resize(verify / 255.0, 32)
+    coefficients = dctn(small, norm="ortho")[:8, :8].ravel()
+    median = np.median(coefficients[1:])
+    bits = (coefficients > median).astype(np.uint8)
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def hamming(a: int, b: np.ndarray) -> np.ndarray:
+    x = np.bitwise_xor(np.uint64(a), np.asarray(b, dtype=np.uint64))
+    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+
+
+def to_png_bytes(verify_or_array: np.ndarray) -> bytes:
+    array = np.asarray(verify_or_array)
+    if array.dtype != np.uint8:
+        array = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,376 @@
+"""Memorization screening: building a model version's index and screening synthetic images.
+
+``screen_images`` is the contract the generation pipeline relies on (docs/architecture.md): it
+returns one ``ScreeningVerdict`` per image and stores a ``ScreeningRecord`` for each. It refuses
+(raises ``ScreeningIndexMissing``) when a model version has no ready, calibrated index, so an
+image can never be released unscreened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cxr_platform.audit.services import record_event
+
+from . import engine, imaging
+from .models import ScreeningIndex, ScreeningRecord
+
+logger = logging.getLogger(__name__)
+Status = ScreeningIndex.Status
+Decision = ScreeningRecord.Decision
+
+
+class ScreeningIndexMissing(RuntimeError):
+    """The model version has no ready, calibrated screening index: nothing may be released."""
+
+
+class InvalidTransition(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ScreeningVerdict:
+    image_id: int
+    flagged: bool
+    score: float
+    reason: str
+    decision: str = Decision.PASSED
+
+
+def _setting(name, default):
+    return getattr(settings, name, default)
+
+
+def index_root() -> Path:
+    configured = _setting("SCREENING_INDEX_ROOT", None)
+    return Path(configured) if configured else Path(settings.MEDIA_ROOT) / "screening-index"
+
+
+def default_directory(model_version) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{model_version.name}-{model_version.version}")
+    return index_root() / f"{model_version.pk}-{safe}"
+
+
+# --- Stage B configuration ---------------------------------------------------------------------
+
+_encoders: dict = {}
+_encoders_lock = threading.Lock()
+
+
+def configured_encoder() -> engine.StageBEncoder | None:
+    """The Stage B encoder named by SCREENING_STAGE_B_WEIGHTS / _SHA256, or None when not configured."""
+    path = _setting("SCREENING_STAGE_B_WEIGHTS", "")
+    if not path:
+        return None
+    sha = _setting("SCREENING_STAGE_B_SHA256", "")
+    size = int(_setting("SCREENING_STAGE_B_INPUT_SIZE", 224))
+    key = (str(path), sha, size)
+    with _encoders_lock:
+        if key not in _encoders:
+            _encoders[key] = engine.StageBEncoder(path, sha, size)
+        return _encoders[key]
+
+
+# --- Index lifecycle ------------------------------------------------------------------------------
+
+
+def _transition(index: ScreeningIndex, status: str, *, actor=None, details=None, **fields) -> None:
+    if index.pk and status not in ScreeningIndex.TRANSITIONS[index.status]:
+        raise InvalidTransition(f"A screening index cannot go from {index.status} to {status}.")
+    previous = index.status
+    index.status = status
+    for name, value in fields.items():
+        setattr(index, name, value)
+    index.save()
+    record_event(f"screening_index.{status}", actor=actor, target=index.model_version,
+                 details={"from": previous, "index": index.pk, **(details or {})})
+
+
+def _apply_meta(index: ScreeningIndex, meta: dict) -> dict:
+    calibration = meta.get("calibration") or {}
+    stage_a = calibration.get("stage_a") or {}
+    stage_b = calibration.get("stage_b") or {}
+    return {
+        "train_count": meta["train_count"],
+        "holdout_count": meta["holdout_count"],
+        "threshold": stage_a.get("threshold"),
+        "stage_b_threshold": stage_b.get("threshold"),
+        "stage_b_sha256": (meta.get("stage_b") or {}).get("sha256", ""),
+        "calibration": {
+            "stage_a": {k: v for k, v in stage_a.items()},
+            "stage_b": stage_b or None,
+            "skipped_count": meta.get("skipped_count", 0),
+            "skipped": meta.get("skipped", [])[:20],
+            "build_seconds": meta.get("build_seconds"),
+        },
+        "train_source": meta.get("train_root", ""),
+        "holdout_source": meta.get("holdout_root", ""),
+    }
+
+
+def build_screening_index(model_version, train_dir, holdout_dir=None, *, actor=None, directory=None,
+                          progress: bool = False, log=lambda message: None) -> ScreeningIndex:
+    """Describe the training (and holdout) radiographs, calibrate and attach the index to the model
+    version. Resumable: an interrupted build continues from its finished chunks."""
+    directory = Path(directory) if directory else default_directory(model_version)
+    directory.mkdir(parents=True, exist_ok=True)
+    with transaction.atomic():
+        index = ScreeningIndex.objects.select_for_update().filter(model_version=model_version).first()
+        if index is None:
+            index = ScreeningIndex(model_version=model_version, directory=str(directory))
+            index.save()
+            record_event("screening_index.building", actor=actor, target=model_version,
+                         details={"index": index.pk, "train": str(train_dir), "holdout": str(holdout_dir or "")})
+        else:
+            _transition(index, Status.BUILDING, actor=actor, directory=str(directory), error="",
+                        details={"train": str(train_dir), "holdout": str(holdout_dir or "")})
+    try:
+        meta = engine.build_index(directory, train_dir, holdout_dir, encoder=configured_encoder(),
+                                  progress=progress, log=log)
+    except Exception as exc:
+        with transaction.atomic():
+            index.refresh_from_db()
+            _transition(index, Status.FAILED, actor=actor, error=f"{type(exc).__name__}: {exc}"[:2000],
+                        details={"error": str(exc)[:500]})
+        raise
+    _forget(directory)
+    with transaction.atomic():
+        index.refresh_from_db()
+        fields = _apply_meta(index, meta)
+        _transition(index, Status.READY, actor=actor, built_by=actor, built_at=timezone.now(),
+                    details={"train_count": fields["train_count"], "holdout_count": fields["holdout_count"],
+                             "threshold": fields["threshold"]}, **fields)
+    return index
+
+
+def attach_index(model_version, directory, *, actor=None) -> ScreeningIndex:
+    """Attach an already built index directory (e.g. built by another run) to a model version."""
+    directory = Path(directory)
+    meta_path = directory / "meta.json"
+    if not meta_path.exists():
+        raise engine.IndexNotReady(f"{directory} holds no finished screening index (no meta.json).")
+    meta = json.loads(meta_path.read_text())
+    with transaction.atomic():
+        index = ScreeningIndex.objects.select_for_update().filter(model_version=model_version).first()
+        if index is None:
+            index = ScreeningIndex(model_version=model_version, directory=str(directory))
+            index.save()
+        elif index.status != Status.BUILDING:
+            _transition(index, Status.BUILDING, actor=actor, directory=str(directory))
+        fields = _apply_meta(index, meta)
+        index.directory = str(directory)
+        _transition(index, Status.READY, actor=actor, built_by=actor, built_at=timezone.now(),
+                    details={"attached": str(directory), "threshold": fields["threshold"]}, **fields)
+    return index
+
+
+# --- Loaded screeners, one per index directory per process ------------------------------------------
+
+_screeners: dict = {}
+_screeners_lock = threading.Lock()
+
+
+def _forget(directory) -> None:
+    with _screeners_lock:
+        for key in [k for k in _screeners if k[0] == str(directory)]:
+            del _screeners[key]
+
+
+def get_screener(index: ScreeningIndex) -> engine.Screener:
+    meta_path = Path(index.directory) / "meta.json"
+    try:
+        stamp = meta_path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise ScreeningIndexMissing(
+            f"The screening index files of {index.model_version} are missing from {index.directory}; "
+            "rebuild the index. No image is released until then."
+        ) from None
+    key = (index.directory, stamp, index.stage_b_sha256)
+    with _screeners_lock:
+        screener = _screeners.get(key)
+        if screener is None:
+            encoder = configured_encoder() if index.stage_b_sha256 else None
+            if index.stage_b_sha256 and encoder is None:
+                raise ScreeningIndexMissing(
+                    f"The screening index of {index.model_version} uses Stage B, but SCREENING_STAGE_B_WEIGHTS "
+                    "is not configured; no image is released until it is."
+                )
+            try:
+                screener = engine.Screener(index.directory, encoder=encoder)
+            except (engine.IndexNotReady, engine.StageBUnavailable) as exc:
+                raise ScreeningIndexMissing(str(exc)) from exc
+            for stale in [k for k in _screeners if k[0] == index.directory]:
+                del _screeners[stale]
+            _screeners[key] = screener
+        return screener
+
+
+def ready_index(model_version) -> ScreeningIndex:
+    index = ScreeningIndex.objects.filter(model_version=model_version).first()
+    how = ("Build one with `python manage.py build_screening_index --model-version "
+           f"{model_version.pk} --train DIR --holdout DIR`.")
+    if index is None:
+        raise ScreeningIndexMissing(
+            f"Model version {model_version} has no memorization-screening index, so none of its images can be "
+            f"released. {how}"
+        )
+    if index.status != Status.READY:
+        raise ScreeningIndexMissing(
+            f"The screening index of model version {model_version} is {index.status}, not ready, so none of its "
+            f"images can be released. {how}"
+        )
+    if index.threshold is None:
+        raise ScreeningIndexMissing(
+            f"The screening index of model version {model_version} was built without holdout images, so it has "
+            f"no calibrated threshold and cannot screen. {how}"
+        )
+    return index
+
+
+# --- Screening -------------------------------------------------------------------------------------
+
+
+def fingerprint(thumb: np.ndarray) -> np.ndarray:
+    """Standardised 32×32 thumbnail used to find near-duplicates within a cohort."""
+    return imaging.retrieval_vector(thumb).astype(np.float32)
+
+
+def _duplicate_threshold() -> float:
+    return float(_setting("SCREENING_DUPLICATE_THRESHOLD", 0.95))
+
+
+def _earlier_fingerprints(cohort_id: int, exclude: set[int]):
+    rows = (ScreeningRecord.objects.filter(cohort_id=cohort_id, decision=Decision.PASSED)
+            .exclude(image_id__in=exclude).values_list("image_id", "fingerprint"))
+    ids, vectors = [], []
+    for image_id, blob in rows:
+        if blob:
+            ids.append(image_id)
+            vectors.append(np.frombuffer(bytes(blob), dtype=np.float16).astype(np.float32))
+    return ids, vectors
+
+
+def _read(image) -> np.ndarray:
+    if not image.image:
+        raise imaging.UnreadableImage(f"synthetic image {image.pk} has no stored file")
+    with image.image.open("rb") as handle:
+        return imaging.load_gray(handle.read())
+
+
+def screen_images(images) -> list:
+    """Screen freshly generated images against their model version's training index.
+
+    Returns one ``ScreeningVerdict`` per image (same order). An image is flagged when it is a
+    near-copy of a training image (Stage A fused score at or above the calibrated threshold, an
+    exact match, or Stage B at or above its own threshold) or a near-duplicate of an image of the
+    same cohort that passed earlier (the later one is flagged). Raises ``ScreeningIndexMissing``
+    if a model version has no ready, calibrated index.
+    """
+    images = list(images)
+    verdicts: dict[int, ScreeningVerdict] = {}
+    by_cohort: dict[int, list] = {}
+    for image in images:
+        by_cohort.setdefault(image.cohort_id, []).append(image)
+    for cohort_id, members in by_cohort.items():
+        cohort = members[0].cohort
+        index = ready_index(cohort.model_version)
+        screener = get_screener(index)
+        members_ids = {m.pk for m in members}
+        earlier_ids, earlier_vectors = _earlier_fingerprints(cohort_id, members_ids)
+        for image in sorted(members, key=lambda i: (i.index, i.attempt)):
+            verdicts[image.pk] = _screen_one(image, cohort, index, screener, earlier_ids, earlier_vectors)
+    return [verdicts[image.pk] for image in images]
+
+
+def _screen_one(image, cohort, index, screener, earlier_ids, earlier_vectors) -> ScreeningVerdict:
+    array = _read(image)
+    analysis = screener.analyse(array)
+    thumb = imaging.query_thumbnail(array)
+    vector = fingerprint(thumb)
+    threshold = float(index.threshold)
+    match = analysis.train_match
+    duplicate_of, duplicate_similarity = None, None
+    if earlier_vectors:
+        similarities = np.stack(earlier_vectors) @ vector / vector.size
+        position = int(similarities.argmax())
+        duplicate_similarity = float(similarities[position])
+        if duplicate_similarity >= _duplicate_threshold():
+            duplicate_of = earlier_ids[position]
+    stage_b_flag = (
+        analysis.stage_b_score is not None and index.stage_b_threshold is not None
+        and analysis.stage_b_score >= index.stage_b_threshold
+    )
+    if analysis.exact:
+        decision = Decision.MEMORIZED
+        reason = ("Identical to a training radiograph (an exact copy of a real patient's image); quarantined for "
+                  "privacy review.")
+    elif analysis.train_score >= threshold:
+        decision = Decision.MEMORIZED
+        reason = (f"Too similar to a training radiograph (similarity {analysis.train_score:.3f}, limit "
+                  f"{threshold:.3f}): it may reproduce a real patient's image; quarantined for privacy review.")
+    elif stage_b_flag:
+        decision = Decision.MEMORIZED
+        reason = (f"The learned encoder (Stage B) finds it too close to a training radiograph (similarity "
+                  f"{analysis.stage_b_score:.3f}, limit {index.stage_b_threshold:.3f}); quarantined for privacy "
+                  "review.")
+    elif duplicate_of is not None:
+        decision = Decision.DUPLICATE
+        reason = (f"Nearly identical to another image of this cohort (correlation {duplicate_similarity:.3f}); "
+                  "the later one is replaced.")
+    else:
+        decision = Decision.PASSED
+        reason = (f"No training radiograph is close (highest similarity {analysis.train_score:.3f}, limit "
+                  f"{threshold:.3f}).")
+    flagged = decision != Decision.PASSED
+    best_index = match.index if match else None
+    if stage_b_flag and analysis.stage_b_index is not None and not (analysis.exact or analysis.train_score >= threshold):
+        best_index = analysis.stage_b_index
+    record_fields = {
+        "cohort": cohort,
+        "index": index,
+        "decision": decision,
+        "flagged": flagged,
+        "score": float(analysis.train_score),
+        "threshold": threshold,
+        "holdout_score": analysis.holdout_score,
+        "best_match": best_index,
+        "best_match_path": _train_relative_path(screener, best_index),
+        "exact_match": bool(analysis.exact),
+        "stage_scores": analysis.stage_scores,
+        "duplicate_of_id": duplicate_of,
+        "duplicate_similarity": duplicate_similarity,
+        "fingerprint": vector.astype(np.float16).tobytes(),
+        "reason": reason,
+        "seconds": round(analysis.seconds, 4),
+    }
+    ScreeningRecord.objects.update_or_create(image=image, defaults=record_fields)
+    if not flagged:
+        earlier_ids.append(image.pk)
+        earlier_vectors.append(vector)
+    return ScreeningVerdict(image_id=image.pk, flagged=flagged, score=float(analysis.train_score), reason=reason,
+                            decision=decision)
+
+
+def _train_relative_path(screener: engine.Screener, position) -> str:
+    if position is None:
+        return ""
+    try:
+        return str(screener.train_relative_path(position))
+    except (IndexError, OSError, ValueError):
+        return ""
+
+
+def record_quarantine_view(*, user, record: ScreeningRecord, what: str, request=None) -> None:
+    """Audit a privacy reviewer's look at a quarantined image or its matched training image."""
+    record_event(f"screening.{what}_viewed", actor=user, target=record.image, request=request,
+                 details={"cohort": record.cohort_id, "record": record.pk, "decision": record.decision,
+                          "best_match": record.best_match})

@@ -1,0 +1,32 @@
+"""seed_demo: three tiers, demo accounts, and a researcher whose Generate and Export grants work."""
+
+from io import StringIO
+
+import pytest
+
+from access import capabilities as caps
+from access.demo import seed_demo
+from access.models import AccessRequest, User
+from access.policy import access_policy
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_is_complete_and_idempotent():
+    out = StringIO()
+    seed_demo(out)
+    printed = out.getvalue()
+    for account in ("researcher", "reviewer", "admin"):
+        assert f"Demo account '{account}' created with password: " in printed
+    researcher = User.objects.get(username="researcher")
+    policy = access_policy(researcher)
+    assert {caps.GENERATE, caps.EXPORT_DICOM, caps.API} <= policy.capabilities
+    assert policy.daily_image_quota == 20000
+    assert AccessRequest.objects.filter(user=researcher, status="approved").count() == 2
+    assert User.objects.get(username="reviewer").is_staff and User.objects.get(username="admin").is_superuser
+
+    again = StringIO()
+    seed_demo(again)
+    assert "created with password" not in again.getvalue()
+    assert AccessRequest.objects.filter(user=researcher).count() == 2
+    assert researcher.training_certificates.count() == 1

@@ -1,0 +1,98 @@
+"""A real Orthanc PACS on loopback accepts the export over C-STORE, with demographics and
+synthetic markings intact (read back through its REST API)."""
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pydicom
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import SecondaryCaptureImageStorage
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+from exports import services
+
+from .conftest import require_tool
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def orthanc(tmp_path):
+    binary = require_tool("Orthanc")
+    http_port, dicom_port = _free_port(), _free_port()
+    config = {
+        "Name": "cxr-exports-test", "StorageDirectory": str(tmp_path / "orthanc-db"),
+        "IndexDirectory": str(tmp_path / "orthanc-db"), "HttpPort": http_port, "DicomPort": dicom_port,
+        "DicomAet": "ORTHANC", "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        "DicomCheckCalledAet": False, "Plugins": [], "StorageCompression": False, "ConcurrentJobs": 1,
+    }
+    (tmp_path / "orthanc.json").write_text(json.dumps(config))
+    log = open(tmp_path / "orthanc.log", "wb")
+    process = subprocess.Popen([binary, str(tmp_path / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(base + "/system", timeout=2).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("Orthanc did not start:\n" + (tmp_path / "orthanc.log").read_text(errors="replace")[-2000:])
+            time.sleep(0.3)
+    yield base, dicom_port
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_orthanc_accepts_the_export_over_c_store(orthanc, xray_cohort, tmp_path):
+    base, dicom_port = orthanc
+    services.write_cohort_package(xray_cohort, tmp_path / "pkg")
+    files = sorted((tmp_path / "pkg").glob("PT*/ST*/SE*/IM*"))
+    ae = AE(ae_title="CXRPLATFORM")
+    ae.add_requested_context(SecondaryCaptureImageStorage, [ExplicitVRLittleEndian, RLELossless])
+    assoc = ae.associate("127.0.0.1", dicom_port, ae_title="ORTHANC")
+    assert assoc.is_established
+    try:
+        for path in files:
+            status = assoc.send_c_store(pydicom.dcmread(path))
+            assert status.Status == 0x0000, f"{path}: {status}"
+    finally:
+        assoc.release()
+
+    instances = _get(base + "/instances")
+    assert len(instances) == len(files) == 4
+    expected = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in files}
+    for orthanc_id in instances:
+        tags = _get(f"{base}/instances/{orthanc_id}/tags")
+        value = {key: entry.get("Value") for key, entry in tags.items()}
+        source = expected[value["0008,0018"]]
+        assert value["0010,0040"] == source.PatientSex
+        assert value["0010,1010"] == source.PatientAge and value["0010,1010"].endswith("Y")
+        assert value["0010,2160"] == source.EthnicGroup
+        assert value["0018,5101"] == source.ViewPosition and value["0018,0015"] == "CHEST"
+        assert value["0008,001c"] == "YES"  # Synthetic Data
+        assert value["0008,0064"] == "SYN"
+        assert value["0010,0010"].startswith("SYNTHETIC") and value["0010,0020"].startswith("SYNTHETIC")
+        assert value["0008,0008"] == "DERIVED\\SECONDARY"
+    patients = _get(base + "/patients")
+    assert len(patients) == 4

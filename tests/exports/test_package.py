@@ -1,0 +1,142 @@
+"""The package of a cohort: tree, DICOMDIR, manifest, data card; accepted by dicom3tools,
+dcmtk and pydicom."""
+
+import csv
+import json
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.fileset import FileSet
+
+from exports import services
+from exports.signing import verify_package
+
+from .conftest import require_tool
+
+
+@pytest.fixture
+def package(xray_cohort, tmp_path):
+    services.write_cohort_package(xray_cohort, tmp_path / "pkg", include_png=True)
+    return tmp_path / "pkg"
+
+
+def _instances(root):
+    return sorted(p for p in root.glob("PT*/ST*/SE*/IM*"))
+
+
+def test_only_passed_images_one_patient_study_series_each(package, xray_cohort):
+    files = _instances(package)
+    assert len(files) == 4  # the flagged image is not exported
+    datasets = [pydicom.dcmread(f) for f in files]
+    assert len({d.PatientID for d in datasets}) == 4
+    assert len({d.StudyInstanceUID for d in datasets}) == 4
+    assert len({d.SeriesInstanceUID for d in datasets}) == 4
+    assert {d.PatientID for d in datasets} == {f"SYNTHETIC-C{xray_cohort.pk}-{i:06d}" for i in range(4)}
+
+
+def test_manifest_rows_match_files(package, xray_cohort):
+    manifest = json.loads((package / "manifest.json").read_text())
+    rows = manifest["images"]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    first = rows[1]
+    ds = pydicom.dcmread(package / first["file"])
+    assert ds.SOPInstanceUID == first["sop_instance_uid"]
+    assert (first["sex"], first["age"], first["race"]) == ("F", 47, "BLACK")
+    assert first["findings"] == ["pleural_effusion"] and first["seed"] == 10_001
+    assert first["prompt"] == xray_cohort.images.get(index=1).prompt
+    with open(package / "manifest.csv", newline="") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert [r["sop_instance_uid"] for r in csv_rows] == [r["sop_instance_uid"] for r in rows]
+    assert csv_rows[1]["findings"] == "pleural_effusion" and csv_rows[1]["sha256"] == first["sha256"]
+    assert (package / first["png"]).exists()
+    assert set(manifest["files"]) >= {"DICOMDIR", "README.md", "manifest.csv", first["file"], first["png"]}
+
+
+def test_pixels_are_the_screened_png(package, xray_cohort):
+    from PIL import Image
+
+    row = json.loads((package / "manifest.json").read_text())["images"][0]
+    image = xray_cohort.images.get(index=0)
+    with image.image.open("rb") as handle, Image.open(handle) as picture:
+        expected = np.asarray(picture.convert("L"))
+    assert np.array_equal(pydicom.dcmread(package / row["file"]).pixel_array, expected)
+
+
+def test_data_card(package, demo_model_version):
+    card = (package / "README.md").read_text()
+    assert "SYNTHETIC — NOT FOR CLINICAL USE" in card
+    assert "Intended use" in card and '"pleural_effusion": 0.5' in card
+    assert f"{demo_model_version.name} {demo_model_version.version}" in card
+    assert demo_model_version.model_card.strip()[:40] in card
+    assert "## Privacy summary" in card
+
+
+def test_package_verifies(package):
+    result = verify_package(package)
+    assert result.ok, result.problems
+    assert result.checked == 4 + 4 + 3  # DICOM, PNG, DICOMDIR + manifest.csv + README.md
+
+
+def test_reexport_gives_the_same_uids_and_bytes(xray_cohort, package, tmp_path):
+    services.write_cohort_package(xray_cohort, tmp_path / "again", include_png=True)
+    first = json.loads((package / "manifest.json").read_text())
+    again = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert [r["sop_instance_uid"] for r in first["images"]] == [r["sop_instance_uid"] for r in again["images"]]
+    assert first["files"] == again["files"]
+
+
+def test_parallel_encoders_write_the_same_package(xray_cohort, package, tmp_path):
+    services.write_cohort_package(xray_cohort, tmp_path / "parallel", include_png=True, workers=2)
+    assert (tmp_path / "parallel" / "manifest.json").read_bytes() == (package / "manifest.json").read_bytes()
+
+
+def test_dicomdir_read_by_pydicom(package):
+    fileset = FileSet(package / "DICOMDIR")
+    assert len(fileset) == 4
+    instances = {i.SOPInstanceUID: i for i in fileset}
+    for path in _instances(package):
+        ds = pydicom.dcmread(path)
+        assert instances[ds.SOPInstanceUID].path == str(path)
+        assert instances[ds.SOPInstanceUID].PatientID == ds.PatientID
+    assert len(fileset.find(PatientID=pydicom.dcmread(_instances(package)[0]).PatientID)) == 1
+
+
+def test_dicomdir_read_by_dcmdump(package):
+    dcmdump = require_tool("dcmdump")
+    out = subprocess.run([dcmdump, str(package / "DICOMDIR")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count('"Directory Record" PATIENT') == 4
+    assert out.stdout.count('"Directory Record" IMAGE') == 4
+    assert "PT000003\\ST000000\\SE000000\\IM000000" in out.stdout
+    assert "E:" not in out.stderr
+
+
+ALLOWED = "(0x0008,0x001c)"  # the 2022 dicom3tools do not know Synthetic Data yet
+
+
+def _dciodvfy_errors(path) -> list[str]:
+    out = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60)
+    lines = (out.stdout + out.stderr).splitlines()
+    return [line for line in lines if "Error" in line and ALLOWED not in line]
+
+
+def test_dciodvfy_every_file(package):
+    files = _instances(package) + [package / "DICOMDIR"]
+    errors = {str(f.relative_to(package)): _dciodvfy_errors(f) for f in files}
+    assert all(not e for e in errors.values()), errors
+
+
+def test_dciodvfy_rle_lossless(xray_cohort, tmp_path):
+    services.write_cohort_package(xray_cohort, tmp_path / "rle", transfer_syntax="rle")
+    files = _instances(tmp_path / "rle")
+    assert pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
+    assert all(not _dciodvfy_errors(f) for f in files)
+
+
+def test_dcentvfy_whole_export(package):
+    dcentvfy = require_tool("dcentvfy")
+    out = subprocess.run([dcentvfy, *map(str, _instances(package))], capture_output=True, text=True, timeout=60)
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if "Error" in line]
+    assert not lines, out.stdout + out.stderr
