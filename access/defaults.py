@@ -72,3 +72,25 @@ same agreement governs them. By signing, I agree that:
 """,
     },
 }
+
+
+def seed_defaults(Tier, Agreement, AgreementVersion) -> None:
+    """Create the default tiers and agreements that do not exist yet (matched by slug; existing rows
+    are the admins' and stay as they are). Takes the model classes so the data migration can pass
+    its historical models."""
+    import hashlib
+
+    from django.utils import timezone
+
+    for slug, spec in DEFAULT_TIERS.items():
+        Tier.objects.get_or_create(slug=slug, defaults=dict(spec))
+    for slug, spec in DEFAULT_AGREEMENTS.items():
+        agreement, created = Agreement.objects.get_or_create(slug=slug, defaults={"title": spec["title"]})
+        if created:
+            AgreementVersion.objects.create(
+                agreement=agreement,
+                number=1,
+                text=spec["text"],
+                sha256=hashlib.sha256(spec["text"].encode("utf-8")).hexdigest(),
+                published_at=timezone.now(),
+            )

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from . import services
 from .credentials import agreements_to_sign, current_credentials, physionet_attested
-from .defaults import DEFAULT_TIERS
-from .models import AccessGrant, AccessRequest, Tier
+from .defaults import seed_defaults
+from .models import AccessGrant, AccessRequest, Agreement, AgreementVersion, Tier
 
 DEMO_ACCOUNTS = [
     # username, e-mail, staff, superuser
@@ -51,8 +51,7 @@ def sample_certificate_pdf() -> bytes:
 
 
 def _ensure_tiers() -> None:
-    for slug, spec in DEFAULT_TIERS.items():
-        Tier.objects.get_or_create(slug=slug, defaults=dict(spec))
+    seed_defaults(Tier, Agreement, AgreementVersion)
 
 
 def _ensure_credentials(user, reviewer) -> None:
@@ -111,9 +110,10 @@ def seed_demo(stdout) -> None:
             stdout.write(f"Demo account '{username}' created with password: {password}")
         accounts[username] = user
     researcher, reviewer = accounts["researcher"], accounts["reviewer"]
-    _ensure_credentials(researcher, reviewer)
-    for slug in ("generate", "export"):
-        _ensure_grant(researcher, reviewer, slug)
+    with services.no_notifications():
+        _ensure_credentials(researcher, reviewer)
+        for slug in ("generate", "export"):
+            _ensure_grant(researcher, reviewer, slug)
     stdout.write(
         "Demo researcher holds the Generate and Export tiers. Reviewer and admin set up two-factor "
         "authentication (any TOTP app) at their first visit to a review or admin page."

@@ -90,6 +90,12 @@ class DecisionForm(forms.Form):
         help_text="Sent to the requester. Required to request changes, reject or revoke.",
     )
 
+    def __init__(self, *args, actions=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if actions is not None and not self.is_bound:  # offer only what the workflow allows now
+            field = self.fields["decision"]
+            field.choices = [c for c in field.choices if c[0] in actions]
+
 
 class NoteForm(forms.Form):
     text = forms.CharField(label="Internal note (reviewers only)", widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
@@ -50,10 +52,23 @@ def _is_reviewer(user) -> bool:
     return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
 
 
+_mail_enabled: ContextVar[bool] = ContextVar("access_mail_enabled", default=True)
+
+
+@contextmanager
+def no_notifications():
+    """Seeding demo data: do not e-mail the demo accounts about what the seeder does."""
+    token = _mail_enabled.set(False)
+    try:
+        yield
+    finally:
+        _mail_enabled.reset(token)
+
+
 def _notify(user, subject: str, body: str) -> None:
     """E-mail ``user`` once the current transaction has committed (never for a rolled-back change)."""
     address = user.email
-    if not address:
+    if not address or not _mail_enabled.get():
         return
 
     def send():

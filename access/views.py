@@ -272,7 +272,8 @@ def review_queue(request):
 @require_http_methods(["GET", "POST"])
 def review_request(request, pk):
     request_obj = selectors.request_for_review(pk)
-    decision_form = DecisionForm()
+    actions = workflow.allowed_actions(request_obj.status, workflow.REVIEWER)
+    decision_form = DecisionForm(actions=actions)
     note_form = NoteForm()
     if request.method == "POST":
         kind = request.POST.get("form")
@@ -312,6 +313,7 @@ def review_request(request, pk):
             "notes": request_obj.notes.select_related("author"),
             "approvals": request_obj.approvals.filter(round=request_obj.round).select_related("reviewer"),
             "actions": workflow.allowed_actions(request_obj.status, workflow.REVIEWER),
+            "grant": getattr(request_obj, "grant", None),
             "decision_form": decision_form,
             "note_form": note_form,
             "other_requests": selectors.requests_of(request_obj.user).exclude(pk=request_obj.pk),

@@ -115,18 +115,28 @@ def count_flops(pipeline, batch_prompt: str, height: int, width: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     device, dtype = pipeline.unet.device, pipeline.unet.dtype
+    # torch counts the CUDA attention kernels; count the CPU one the same way (Q·Kᵀ and P·V).
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    def cpu_sdpa(query, key, value, *args, **kwargs):
+        return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+    cpu_sdpa._get_raw = True
+    mapping = {}
+    if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = cpu_sdpa
     unet = getattr(pipeline.unet, "_orig_mod", pipeline.unet)
     latents = torch.randn(1, unet.config.in_channels, height // 8, width // 8, device=device, dtype=dtype)
     tokens = pipeline.tokenizer([batch_prompt], padding="max_length", max_length=77, return_tensors="pt").input_ids
     figures = {}
     with torch.inference_mode():
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
             states = pipeline.text_encoder(tokens.to(device))[0]
         figures["text_encoder"] = counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
             unet(latents, 10, encoder_hidden_states=states.to(dtype))
         figures["unet"] = counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
             pipeline.vae.decode(latents / pipeline.vae.config.scaling_factor)
         figures["vae_decode"] = counter.get_total_flops()
     return figures
@@ -187,6 +197,8 @@ def bench_platform(model_dir: Path, device: str, *, images: int, steps: int, siz
     if device.startswith("cuda"):
         options["compile"] = compile_unet
     engine = engine_class(version, device=device, options=options)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     params = SamplingParams.from_defaults(version.defaults, {})
     started = time.perf_counter()
     engine.load()
@@ -244,6 +256,8 @@ def main() -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = device.startswith("cuda")
+    if not gpu:  # both paths with the engine's CPU thread count (GENERATION_CPU_THREADS, default 1)
+        torch.set_num_threads(max(1, int(os.environ.get("GENERATION_CPU_THREADS", 1))))
     demo = args.demo or (not gpu and not args.full and args.model_dir is None)
     steps = args.steps or (4 if demo else 75)
     size = args.size or (64 if demo else 512)
@@ -302,11 +316,14 @@ def main() -> int:
                     torch.cuda.empty_cache()
 
         flops = count_flops(engine.pipeline, PROMPTS[0], size, size)
-        per_image = 2 * steps * flops["unet"] + 2 * flops["text_encoder"] + flops["vae_decode"]
-        result["flops"] = {**flops, "per_image": per_image}
+        scheduler = type(engine.pipeline.scheduler).from_config(engine.pipeline.scheduler.config)
+        scheduler.set_timesteps(steps)
+        evals = len(scheduler.timesteps)  # PNDM (PLMS) evaluates the UNet steps + 1 times
+        per_image = 2 * evals * flops["unet"] + 2 * flops["text_encoder"] + flops["vae_decode"]
+        result["flops"] = {**flops, "unet_evals": evals, "per_image": per_image}
         print(f"FLOPs (torch counter): UNet eval {_flops(flops['unet'])} at batch 1, text encoder "
               f"{_flops(flops['text_encoder'])}, VAE decode {_flops(flops['vae_decode'])}; "
-              f"per image ({steps} steps x 2 for guidance) {_flops(per_image)}", flush=True)
+              f"per image ({evals} UNet evals for {steps} steps, x 2 for guidance) {_flops(per_image)}", flush=True)
         peak, peak_source = peak_tflops(device, args.peak_tflops)
         best = max((result[k] for k in ("platform", "platform_compiled") if k in result),
                    key=lambda f: f["images_per_s"])

@@ -82,13 +82,14 @@ _NEXT_TAG = struct.pack("<HH", 0x0004, 0x1400)
 _LOWER_TAG = struct.pack("<HH", 0x0004, 0x1420)
 
 
-def write_dicomdir(path, groups: Sequence[tuple[bytes, bytes, bytes, bytes]], *, fileset_id: str = "SYNTHETIC",
-                   uid: str | None = None) -> None:
-    """Write a DICOMDIR at ``path`` from :func:`encoded_records` of each instance (one
-    patient / study / series / image per instance), in one streaming pass."""
+def write_dicomdir(path, groups, *, count: int, fileset_id: str = "SYNTHETIC", uid: str | None = None) -> None:
+    """Write a DICOMDIR at ``path`` from the encoded records of each instance (an iterable of
+    (patient, study, series, image) bytes, zero offsets, as :func:`encoded_records` makes them; one
+    patient / study / series / image per instance), consumed once: each PATIENT's next-record
+    offset and the header's first/last offsets are patched in place when known."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MediaStorageDirectoryStorage
-    meta.MediaStorageSOPInstanceUID = uid or _fileset_uid(len(groups))
+    meta.MediaStorageSOPInstanceUID = uid or _fileset_uid(count)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
 
@@ -103,34 +104,43 @@ def write_dicomdir(path, groups: Sequence[tuple[bytes, bytes, bytes, bytes]], *,
     prefix = b"\x00" * 128 + b"DICM" + meta_fp.getvalue()
     first_item = len(prefix) + len(_encode(head)) + 12  # + (0004,1220) SQ header, undefined length
 
-    patient_offsets = []
-    offset = first_item
-    for group in groups:
-        patient_offsets.append(offset)
-        offset += sum(8 + len(r) for r in group)
-    if groups:
-        head.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity = patient_offsets[0]
-        head.OffsetOfTheLastDirectoryRecordOfTheRootDirectoryEntity = patient_offsets[-1]
-
+    # The records go to the file after the header, whose offsets are patched in at the end.
     with open(path, "wb") as out:
         out.write(prefix)
+        head_at = out.tell()
         out.write(_encode(head))
         out.write(struct.pack("<HH2sHI", 0x0004, 0x1220, b"SQ", 0, 0xFFFFFFFF))
+        here = first_item
+        first = last = 0
+        previous_patient_next = None  # file position of the previous PATIENT's next-offset value
+        n = -1
         for n, group in enumerate(groups):
-            here = patient_offsets[n]
+            if n == 0:
+                first = here
+            last = here
+            if previous_patient_next is not None:
+                position = out.tell()
+                out.seek(previous_patient_next)
+                out.write(struct.pack("<I", here))
+                out.seek(position)
             starts = []
             for record in group:
                 starts.append(here)
                 here += 8 + len(record)
             for level, record in enumerate(group):
                 patched = bytearray(record)
-                if level == 0 and n + 1 < len(groups):
-                    struct.pack_into("<I", patched, 8, patient_offsets[n + 1])
+                if level == 0:
+                    previous_patient_next = out.tell() + 8 + 8
                 if level < 3:
                     struct.pack_into("<I", patched, 30, starts[level + 1])
                 out.write(ITEM + struct.pack("<I", len(patched)))
                 out.write(patched)
         out.write(SEQ_DELIMITER)
+        if n >= 0:
+            head.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity = first
+            head.OffsetOfTheLastDirectoryRecordOfTheRootDirectoryEntity = last
+            out.seek(head_at)
+            out.write(_encode(head))  # same length: only UL values changed
 
 
 def _fileset_uid(count: int) -> str:

@@ -22,7 +22,9 @@ import io
 import json
 import multiprocessing
 import os
+import tempfile
 import zipfile
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -33,11 +35,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydicom.filewriter import dcmwrite
-
 from . import signing
-from .dicom import ImageFacts, image_dataset
-from .dicomdir import encoded_records, write_dicomdir
+from .dicom import TRANSFER_SYNTAXES, ImageFacts
+from .dicomdir import write_dicomdir
+from .encoder import InstanceEncoder, directory_records
 
 FORMAT = "cxr-platform-export/1"
 CSV_COLUMNS = [
@@ -69,6 +70,7 @@ class PackageSpec:
 class PackageImage:
     facts: ImageFacts
     open_png: Callable  # () -> binary file object of the screened PNG
+    local_path: str | None = None  # the PNG's path when storage is a local disk (read by the encoder)
 
 
 @dataclass
@@ -84,21 +86,25 @@ def _sha256_path(path: Path) -> str:
         return signing.sha256_file(handle)
 
 
-def encode_instance(facts: ImageFacts, png_bytes: bytes, transfer_syntax: str, root: str, file_id: tuple):
-    """Decode one PNG, write its DICOM file at ``root/file_id``; return (sha256, its encoded
-    DICOMDIR records).
-    Runs in a worker process: no database, no Django storage."""
-    with Image.open(io.BytesIO(png_bytes)) as picture:
+_ENCODERS: dict[str, InstanceEncoder] = {}
+
+
+def encode_instance(facts: ImageFacts, png: bytes | str, transfer_syntax: str, root: str, file_id: tuple):
+    """Decode one PNG (its bytes, or a local path), write its DICOM file at ``root/file_id``;
+    return (sha256, its encoded DICOMDIR records). Runs in a worker process: no database."""
+    if isinstance(png, str):
+        with open(png, "rb") as handle:
+            png = handle.read()
+    with Image.open(io.BytesIO(png)) as picture:
         pixels = np.asarray(picture.convert("L"), dtype=np.uint8)
-    dataset = image_dataset(facts, pixels, transfer_syntax=transfer_syntax)
-    buffer = io.BytesIO()
-    dcmwrite(buffer, dataset, enforce_file_format=True)
-    data = buffer.getbuffer()
-    path = Path(root).joinpath(*file_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    encoder = _ENCODERS.get(transfer_syntax) or _ENCODERS.setdefault(transfer_syntax, InstanceEncoder(transfer_syntax))
+    data = encoder.encode(facts, pixels)
+    path = os.path.join(root, *file_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as handle:
         handle.write(data)
-    return hashlib.sha256(data).hexdigest(), encoded_records(dataset, file_id)
+    records = directory_records(facts, file_id, TRANSFER_SYNTAXES[transfer_syntax])
+    return hashlib.sha256(data).hexdigest(), records
 
 
 @contextmanager
@@ -163,80 +169,104 @@ def write_package(
 
     PNGs are read here (from storage) and encoded to DICOM by ``workers`` processes
     (default settings.EXPORT_WORKERS, else min(8, CPUs)); at most a few images per worker
-    are in flight, so memory stays flat however large the cohort."""
+    are in flight, and manifest rows and DICOMDIR records are spooled to temporary files, so
+    memory stays flat however large the cohort (only the final manifest is signed in memory)."""
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty.")
     workers = _worker_count(workers)
-    rows: list[dict] = []
-    entries: list = []
-    files: dict[str, str] = {}
-    done = 0
-    if on_progress:
-        on_progress(0, total)
-
-    def finish(facts, file_id, png_name, png_sha, result):
-        nonlocal done
-        sha, records = result
-        rows.append(_row(facts, "/".join(file_id), png_name, sha))
-        entries.append(records)
-        files["/".join(file_id)] = sha
-        if png_name:
-            files[png_name] = png_sha
-        done += 1
-        if on_progress and done % progress_every == 0:
-            on_progress(done, total)
-
-    def jobs():
-        for n, item in enumerate(images):
-            with item.open_png() as handle:
-                png_bytes = handle.read()
-            file_id = (f"PT{n:06d}", "ST000000", "SE000000", "IM000000")
-            png_name, png_sha = "", ""
-            if spec.include_png:
-                png_name = f"PNG/{item.facts.patient_id}.png"
-                (root / "PNG").mkdir(exist_ok=True)
-                (root / png_name).write_bytes(png_bytes)
-                png_sha = hashlib.sha256(png_bytes).hexdigest()
-            yield item.facts, file_id, png_name, png_sha, png_bytes
-
-    if workers == 1:
-        for facts, file_id, png_name, png_sha, png_bytes in jobs():
-            finish(facts, file_id, png_name, png_sha,
-                   encode_instance(facts, png_bytes, spec.transfer_syntax, str(root), file_id))
-    else:
-        context = multiprocessing.get_context("fork")
-        with _children_allowed(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            pending: deque = deque()
-            for facts, file_id, png_name, png_sha, png_bytes in jobs():
-                future = pool.submit(encode_instance, facts, png_bytes, spec.transfer_syntax, str(root), file_id)
-                pending.append((facts, file_id, png_name, png_sha, future))
-                while len(pending) >= workers * 4:
-                    facts_, file_id_, png_name_, png_sha_, future_ = pending.popleft()
-                    finish(facts_, file_id_, png_name_, png_sha_, future_.result())
-            while pending:
-                facts_, file_id_, png_name_, png_sha_, future_ = pending.popleft()
-                finish(facts_, file_id_, png_name_, png_sha_, future_.result())
-
-    write_dicomdir(root / "DICOMDIR", entries)
-    del entries
-    files["DICOMDIR"] = _sha256_path(root / "DICOMDIR")
-
-    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+    with tempfile.TemporaryFile() as row_spool, tempfile.TemporaryFile() as record_spool, \
+            open(root / "manifest.csv", "w", newline="", encoding="utf-8") as csv_file:
+        writer = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        for row in rows:
+        lengths = array("I")
+        done = 0
+        if on_progress:
+            on_progress(0, total)
+
+        def finish(facts, file_id, png_name, png_sha, result):
+            nonlocal done
+            sha, records = result
+            row = _row(facts, "/".join(file_id), png_name, sha)
+            row["png_sha256"] = png_sha
             writer.writerow({**row, "findings": ";".join(row["findings"]),
                              "screening_score": "" if row["screening_score"] is None else row["screening_score"]})
-    files["manifest.csv"] = _sha256_path(root / "manifest.csv")
-    (root / "README.md").write_text(data_card(spec, len(rows)), encoding="utf-8")
-    files["README.md"] = _sha256_path(root / "README.md")
+            row_spool.write(json.dumps(row, sort_keys=True).encode() + b"\n")
+            for record in records:
+                record_spool.write(record)
+                lengths.append(len(record))
+            done += 1
+            if on_progress and done % progress_every == 0:
+                on_progress(done, total)
 
-    manifest = {
-        "format": FORMAT,
-        "synthetic": True,
-        "notice": "SYNTHETIC data generated by a model. Not real patients. Not for clinical use.",
+        def jobs():
+            for n, item in enumerate(images):
+                if item.local_path and not spec.include_png:
+                    png_bytes = item.local_path  # the encoder process reads it: no copy through a pipe
+                else:
+                    with item.open_png() as handle:
+                        png_bytes = handle.read()
+                file_id = (f"PT{n:06d}", "ST000000", "SE000000", "IM000000")
+                png_name, png_sha = "", ""
+                if spec.include_png:
+                    png_name = f"PNG/{item.facts.patient_id}.png"
+                    (root / "PNG").mkdir(exist_ok=True)
+                    (root / png_name).write_bytes(png_bytes)
+                    png_sha = hashlib.sha256(png_bytes).hexdigest()
+                yield item.facts, file_id, png_name, png_sha, png_bytes
+
+        if workers == 1:
+            for facts, file_id, png_name, png_sha, png_bytes in jobs():
+                finish(facts, file_id, png_name, png_sha,
+                       encode_instance(facts, png_bytes, spec.transfer_syntax, str(root), file_id))
+        else:
+            context = multiprocessing.get_context("fork")
+            with _children_allowed(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                pending: deque = deque()
+                for facts, file_id, png_name, png_sha, png_bytes in jobs():
+                    future = pool.submit(encode_instance, facts, png_bytes, spec.transfer_syntax, str(root), file_id)
+                    pending.append((facts, file_id, png_name, png_sha, future))
+                    while len(pending) >= workers * 4:
+                        facts_, file_id_, png_name_, png_sha_, future_ = pending.popleft()
+                        finish(facts_, file_id_, png_name_, png_sha_, future_.result())
+                while pending:
+                    facts_, file_id_, png_name_, png_sha_, future_ = pending.popleft()
+                    finish(facts_, file_id_, png_name_, png_sha_, future_.result())
+        csv_file.close()
+
+        record_spool.seek(0)
+        write_dicomdir(root / "DICOMDIR", _record_groups(record_spool, lengths), count=done)
+        del lengths
+        (root / "README.md").write_text(data_card(spec, done), encoding="utf-8")
+        manifest_bytes = _manifest(root, spec, row_spool, done)
+    (root / signing.MANIFEST).write_bytes(manifest_bytes)
+    (root / signing.SIGNATURE).write_bytes(signing.sign(manifest_bytes))
+    if on_progress:
+        on_progress(done, total)
+    return PackageResult(
+        root=root,
+        image_count=done,
+        manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+        files=done * (2 if spec.include_png else 1) + 5,
+    )
+
+
+def _record_groups(spool, lengths):
+    for n in range(0, len(lengths), 4):
+        yield tuple(spool.read(length) for length in lengths[n:n + 4])
+
+
+def _rows(spool):
+    spool.seek(0)
+    for line in spool:
+        yield json.loads(line)
+
+
+def _manifest(root: Path, spec: PackageSpec, row_spool, count: int) -> bytes:
+    """manifest.json, written from the spooled rows: the same text as
+    ``json.dumps(manifest, indent=1, sort_keys=True)``; its ``files`` list every other file."""
+    header = {
         "export": {
             "id": spec.export_id,
             "cohort_id": spec.cohort_id,
@@ -246,23 +276,45 @@ def write_package(
             "created": spec.created.isoformat(),
             "created_by": spec.created_by,
             "transfer_syntax": spec.transfer_syntax,
-            "image_count": len(rows),
+            "image_count": count,
         },
+        "format": FORMAT,
+        "notice": "SYNTHETIC data generated by a model. Not real patients. Not for clinical use.",
         "signing_key_sha256": signing.key_fingerprint(),
-        "images": rows,
-        "files": dict(sorted(files.items())),
+        "synthetic": True,
     }
-    manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8") + b"\n"
-    (root / signing.MANIFEST).write_bytes(manifest_bytes)
-    (root / signing.SIGNATURE).write_bytes(signing.sign(manifest_bytes))
-    if on_progress:
-        on_progress(done, total)
-    return PackageResult(
-        root=root,
-        image_count=len(rows),
-        manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
-        files=len(files) + 2,
-    )
+
+    def dump(value, indent: int) -> str:
+        text = json.dumps(value, indent=1, sort_keys=True)
+        return text.replace("\n", "\n" + " " * indent)
+
+    def file_entries():
+        # Sorted as sort_keys would: "DICOMDIR" < "PNG/..." < "PT..." < "README.md" < "manifest.csv".
+        yield "DICOMDIR", _sha256_path(root / "DICOMDIR")
+        for row in _rows(row_spool):
+            if row["png"]:
+                yield row["png"], row["png_sha256"]
+        for row in _rows(row_spool):
+            yield row["file"], row["sha256"]
+        yield "README.md", _sha256_path(root / "README.md")
+        yield "manifest.csv", _sha256_path(root / "manifest.csv")
+
+    out = io.StringIO()
+    out.write("{\n")
+    out.write(f' "export": {dump(header["export"], 1)},\n')
+    out.write(' "files": {')
+    for n, (name, digest) in enumerate(file_entries()):
+        out.write(("," if n else "") + f"\n  {json.dumps(name)}: {json.dumps(digest)}")
+    out.write("\n },\n")
+    out.write(f' "format": {json.dumps(header["format"])},\n')
+    out.write(' "images": [')
+    for n, row in enumerate(_rows(row_spool)):
+        out.write(("," if n else "") + "\n  " + dump(row, 2))
+    out.write("\n ]," if count else "],")
+    out.write(f'\n "notice": {json.dumps(header["notice"])},\n')
+    out.write(f' "signing_key_sha256": {json.dumps(header["signing_key_sha256"])},\n')
+    out.write(' "synthetic": true\n}\n')
+    return out.getvalue().encode("utf-8")
 
 
 def zip_package(root: Path, target, *, top: str) -> None:

@@ -174,11 +174,20 @@ def package_images(cohort: Cohort):
             screening_score=scores.get(image.pk),
             impression=image.impression,
         )
-        yield PackageImage(facts=facts, open_png=_opener(image.image.storage, image.image.name))
+        storage = image.image.storage
+        yield PackageImage(facts=facts, open_png=_opener(storage, image.image.name),
+                           local_path=_local_path(storage, image.image.name))
 
 
 def _opener(storage, name):
     return lambda: storage.open(name, "rb")
+
+
+def _local_path(storage, name) -> str | None:
+    try:
+        return storage.path(name)
+    except NotImplementedError:  # remote storage (S3): read through the storage API
+        return None
 
 
 def write_cohort_package(cohort: Cohort, out_dir, *, export: Export | None = None, include_png: bool = False,

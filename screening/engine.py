@@ -34,8 +34,9 @@ from . import imaging
 FORMAT_VERSION = 1
 PCA_DIM = 64
 CHUNK = 256
-RETRIEVE_K = 24  # candidates verified per image
-SHIFT_RADIUS = 10  # pixels of the 64-pixel grid searched for translation (about 15%)
+RETRIEVE_K = 16  # training candidates verified per image
+HOLDOUT_K = 8  # holdout candidates verified per image (privacy summary)
+SHIFT_RADIUS = 14  # pixels of the 64-pixel grid searched for translation (about 22%)
 ROTATIONS = tuple(np.arange(-10.0, 10.01, 2.5))
 ZOOMS = (0.95, 1.0, 1.05, 1.11, 1.18, 1.25)  # sampling factors that undo crops/zooms of up to 25%
 RETRIEVAL_VARIANTS = ((0.0, 1.0), (6.0, 1.0), (-6.0, 1.0), (0.0, 1.15), (6.0, 1.15), (-6.0, 1.15))
@@ -511,10 +512,16 @@ class Screener:
         cand = np.asarray(candidates, dtype=np.float32)
         cz = imaging.standardise(cand.reshape(k, -1), axis=1).reshape(cand.shape)
         cf = sfft.rfft2(cz, workers=1)
+        cf2 = sfft.rfft2(cz * cz, workers=1)
         size = query.shape[0]
         r = SHIFT_RADIUS
         best = np.full(k, -np.inf)
         params: list = [None] * k
+
+        def window(values):  # keep shifts |d| <= r: values[..., dy, dx] for dy, dx in -r..r
+            values = np.concatenate([values[..., : r + 1, :], values[..., -r:, :]], axis=-2)
+            return np.concatenate([values[..., : r + 1], values[..., -r:]], axis=-1)
+
         for flipped in (False, True):
             q = np.ascontiguousarray(query[:, ::-1] if flipped else query, dtype=np.float64)
             for rotation in ROTATIONS:
@@ -525,11 +532,16 @@ class Screener:
                     if n < 0.4 * size * size:
                         continue
                     a = _zscore_masked(np.nan_to_num(warped), mask)
-                    corr = sfft.irfft2(np.conj(sfft.rfft2(a, workers=1))[None] * cf, s=(size, size), workers=1)
-                    # corr[k, dy, dx] = sum_p a(p)·c(p + d); keep |d| <= r
-                    window = np.concatenate([corr[:, : r + 1], corr[:, -r:]], axis=1)
-                    window = np.concatenate([window[:, :, : r + 1], window[:, :, -r:]], axis=2) / n
-                    flat = window.reshape(k, -1)
+                    fa = np.conj(sfft.rfft2(a, workers=1))
+                    fm = np.conj(sfft.rfft2(mask.astype(np.float32), workers=1))
+                    # Masked normalised cross-correlation for every shift d (Pearson over the overlap):
+                    # sum_p a(p) c(p+d) / sqrt(n · var of c(p+d) over the mask).
+                    both = sfft.irfft2(np.stack([fa[None] * cf, fm[None] * cf, fm[None] * cf2]), s=(size, size),
+                                       workers=1)
+                    ac, s1, s2 = window(both[0]), window(both[1]), window(both[2])
+                    variance = np.maximum(s2 - s1 * s1 / n, 1e-3 * n)
+                    ncc = ac / np.sqrt(n * variance)
+                    flat = ncc.reshape(k, -1)
                     arg = flat.argmax(axis=1)
                     peak = flat[np.arange(k), arg]
                     for j in np.nonzero(peak > best)[0]:
@@ -572,7 +584,9 @@ class Screener:
     def _exact(self, query: np.ndarray, candidate: np.ndarray, candidate_hash: int) -> bool:
         """Pixel-level identity without any alignment: the share that must be zero."""
         mask = ~np.isnan(query)
-        if mask.mean() < 0.9 or imaging.hamming(imaging.perceptual_hash(query), np.array([candidate_hash]))[0] > 4:
+        if mask.mean() < 0.9:
+            return False
+        if mask.all() and imaging.hamming(imaging.perceptual_hash(query), np.array([candidate_hash]))[0] > 8:
             return False
         x = _zscore_masked(np.nan_to_num(query), mask)
         y = _zscore_masked(candidate.astype(np.float32), mask)
@@ -596,7 +610,7 @@ class Screener:
         holdout_ids = np.zeros(0, dtype=np.int64)
         if self.holdout_verify is not None and not self.calibrating:
             holdout_sims = (vectors @ self.holdout_vectors.T).max(axis=0)
-            holdout_ids = np.sort(np.argsort(-holdout_sims)[:RETRIEVE_K])
+            holdout_ids = np.sort(np.argsort(-holdout_sims)[:HOLDOUT_K])
             candidates.append(self.holdout_verify[holdout_ids])
             groups.append(np.ones(len(holdout_ids), dtype=np.int64))
         matches = self.verify(query, np.concatenate(candidates), np.concatenate(groups))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.models", "tests.fixtures.celery_worker"]
+pytest_plugins = ["tests.fixtures.models", "tests.fixtures.celery_worker", "tests.fixtures.screening"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CXR = Path(os.environ.get("CXR_PUBLIC_DIR", REPO_ROOT.parent / "shared" / "data" / "cxr_public"))

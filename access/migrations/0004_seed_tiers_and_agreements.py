@@ -2,32 +2,13 @@
 
 Existing rows (matched by slug) are left alone: admins own them after the first migration."""
 
-import hashlib
-
 from django.db import migrations
-from django.utils import timezone
 
-
-from access.defaults import DEFAULT_AGREEMENTS, DEFAULT_TIERS
+from access.defaults import seed_defaults
 
 
 def seed(apps, schema_editor):
-    Tier = apps.get_model("access", "Tier")
-    Agreement = apps.get_model("access", "Agreement")
-    AgreementVersion = apps.get_model("access", "AgreementVersion")
-    for slug, spec in DEFAULT_TIERS.items():
-        Tier.objects.get_or_create(slug=slug, defaults=dict(spec))
-    now = timezone.now()
-    for slug, spec in DEFAULT_AGREEMENTS.items():
-        agreement, created = Agreement.objects.get_or_create(slug=slug, defaults={"title": spec["title"]})
-        if created:
-            AgreementVersion.objects.create(
-                agreement=agreement,
-                number=1,
-                text=spec["text"],
-                sha256=hashlib.sha256(spec["text"].encode("utf-8")).hexdigest(),
-                published_at=now,
-            )
+    seed_defaults(apps.get_model("access", "Tier"), apps.get_model("access", "Agreement"), apps.get_model("access", "AgreementVersion"))
 
 
 class Migration(migrations.Migration):

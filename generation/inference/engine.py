@@ -164,6 +164,11 @@ class Engine:
                 dtype = getattr(torch, str(self.defaults.get("dtype") or "bfloat16"))
             else:
                 dtype = torch.float32
+                # Intra-op threads for CPU inference (process-wide). One is fastest for the tiny demo model and
+                # avoids OpenMP spin-wait thrashing when the web server, the worker and tests share few cores.
+                threads = int(self._option("cpu_threads", "GENERATION_CPU_THREADS", 1) or 0)
+                if threads > 0 and torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
             pipeline = DiffusionPipeline.from_pretrained(self.directory, dtype=dtype, local_files_only=True)
             pipeline.set_progress_bar_config(disable=True)
             pipeline.to(device)
@@ -178,7 +183,7 @@ class Engine:
                     compile_unet=_flag(self._option("compile", "GENERATION_TORCH_COMPILE", "auto")) is not False,
                     compile_mode=str(self._option("compile_mode", "GENERATION_TORCH_COMPILE_MODE", "default")),
                 )
-            elif self.options:
+            elif any(self.options.get(k) for k in ("channels_last", "fuse_qkv", "compile")):
                 # Tests and benchmarks may ask for the CUDA optimisations on the CPU to check they run.
                 from .cuda import optimize_pipeline
 

@@ -80,13 +80,13 @@ def test_admin_publishes_a_new_version_through_the_service(client):
     admin_user = StaffFactory(is_superuser=True)
     login_verified(client, admin_user)
     agreement = Agreement.objects.get(slug="platform-terms")
-    response = client.post("/admin/access/agreementversion/add/", {"agreement": agreement.pk, "text": "New terms.\n"})
+    response = client.post("/admin/access/agreementversion/add/", {"agreement": agreement.pk, "text": "New terms."})
     assert response.status_code == 302
     current = agreement.current_version
-    assert current.number == 2 and current.text == "New terms.\n" and current.published_by == admin_user
-    assert current.sha256 == AgreementVersion.hash_text("New terms.\n")
+    assert current.number == 2 and current.text == "New terms." and current.published_by == admin_user
+    assert current.sha256 == AgreementVersion.hash_text("New terms.")
     assert AuditEvent.objects.filter(action="agreement.published", actor=admin_user).exists()
     # Published texts are read-only in the admin.
     client.post(f"/admin/access/agreementversion/{current.pk}/change/", {"text": "Tampered"})
     current.refresh_from_db()
-    assert current.text == "New terms.\n"
+    assert current.text == "New terms."

@@ -30,3 +30,11 @@ def test_seed_demo_is_complete_and_idempotent():
     assert "created with password" not in again.getvalue()
     assert AccessRequest.objects.filter(user=researcher).count() == 2
     assert researcher.training_certificates.count() == 1
+
+
+def test_seed_demo_sends_no_e_mail(django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    with django_capture_on_commit_callbacks(execute=True):
+        seed_demo(StringIO())
+    assert mail.outbox == []

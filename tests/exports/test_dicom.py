@@ -87,3 +87,35 @@ def test_rle_lossless_keeps_pixels_exactly():
     ds = image_dataset(facts(), PIXELS, transfer_syntax="rle")
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
     assert np.array_equal(ds.pixel_array, PIXELS)
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"demographics": {"age": 7, "sex": "M", "view": "PA"}, "screening_score": None, "prompt": "é odd\\length"},
+    {"index": 12345, "findings": [], "sampling": {}, "demographics": {}},
+])
+def test_fast_encoder_writes_exactly_what_pydicom_writes(overrides):
+    """The fast encoder is checked against the reference dataset, byte for byte."""
+    import io
+
+    from pydicom.filewriter import dcmwrite
+
+    from exports.encoder import InstanceEncoder
+
+    encoder = InstanceEncoder()
+    encoder.encode(facts(image_id=1), PIXELS)  # constants cached from another image of the export
+    pixels = PIXELS[:, :63]  # odd length
+    expected = io.BytesIO()
+    dcmwrite(expected, image_dataset(facts(**overrides), pixels), enforce_file_format=True)
+    assert encoder.encode(facts(**overrides), pixels) == expected.getvalue()
+
+
+def test_fast_directory_records_match_pydicoms_record_creators():
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from exports.dicomdir import encoded_records
+    from exports.encoder import directory_records
+
+    file_id = ("PT000003", "ST000000", "SE000000", "IM000000")
+    ds = image_dataset(facts(), PIXELS)
+    assert directory_records(facts(), file_id, ExplicitVRLittleEndian) == encoded_records(ds, file_id)

@@ -140,3 +140,18 @@ def test_dcentvfy_whole_export(package):
     out = subprocess.run([dcentvfy, *map(str, _instances(package))], capture_output=True, text=True, timeout=60)
     lines = [line for line in (out.stdout + out.stderr).splitlines() if "Error" in line]
     assert not lines, out.stdout + out.stderr
+
+
+def test_manifest_is_canonical_json(package):
+    text = (package / "manifest.json").read_text()
+    assert json.dumps(json.loads(text), indent=1, sort_keys=True) + "\n" == text
+
+
+def test_empty_package_is_still_valid(exporter, demo_model_version, tmp_path):
+    from .factories import make_cohort
+
+    cohort = make_cohort(exporter, demo_model_version, pngs=[])
+    services.write_cohort_package(cohort, tmp_path / "empty")
+    assert json.loads((tmp_path / "empty" / "manifest.json").read_text())["images"] == []
+    assert verify_package(tmp_path / "empty").ok
+    assert len(FileSet(tmp_path / "empty" / "DICOMDIR")) == 0

@@ -20,14 +20,28 @@ def cohort_request(**overrides) -> dict:
 
 
 @pytest.fixture
-def researcher(db, demo_model_version):
+def screened_demo_model_version(demo_model_version, demo_screening_index):
+    """The demo model version with a real, calibrated memorization-screening index (screening's fixture)."""
+    return demo_model_version
+
+
+@pytest.fixture
+def unscreened_researcher(db, demo_model_version):
+    """May generate with a model version that has no screening index."""
     user = UserFactory()
     grant_tier(user, "generate")
     return user
 
 
 @pytest.fixture
-def api_researcher(db, demo_model_version):
+def researcher(db, screened_demo_model_version):
+    user = UserFactory()
+    grant_tier(user, "generate")
+    return user
+
+
+@pytest.fixture
+def api_researcher(db, screened_demo_model_version):
     user = UserFactory()
     grant_tier(user, "export")
     return user

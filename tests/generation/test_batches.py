@@ -121,15 +121,17 @@ def test_failing_batches_retry_a_bounded_number_of_times_then_report_which_image
     assert AuditEvent.objects.filter(action="cohort.failed").count() == 1
 
 
-def test_images_are_never_released_unscreened_when_screening_is_missing(researcher, monkeypatch):
-    import screening.services
-
-    monkeypatch.delattr(screening.services, "screen_images")
-    cohort = submitted(researcher, size=1)
-    assert services.run_batch(cohort.batches.get().pk) == services.RETRY
+def test_images_are_never_released_unscreened_without_a_screening_index(unscreened_researcher, settings):
+    settings.GENERATION_BATCH_MAX_ATTEMPTS = 2
+    cohort = submitted(unscreened_researcher, size=1)
+    batch = cohort.batches.get()
+    assert services.run_batch(batch.pk) == services.RETRY
+    assert cohort.images.get().status == "pending"
+    assert services.run_batch(batch.pk) == services.FAILED
     image = cohort.images.get()
-    assert image.status == "pending"
-    assert "screening" in cohort.batches.get().error.lower()
+    assert image.status == "failed" and "no memorization-screening index" in image.error
+    cohort.refresh_from_db()
+    assert cohort.status == "failed" and not cohort.images.filter(status="passed").exists()
 
 
 def test_the_reconciler_re_enqueues_a_batch_whose_worker_died(researcher, eager_celery, django_capture_on_commit_callbacks):
@@ -171,3 +173,57 @@ def test_a_batch_in_progress_keeps_its_heartbeat_fresh(researcher, settings):
     batch.refresh_from_db()
     assert batch.heartbeat_at >= services._stale_before()
     assert services.reconcile_batches() == 0  # a live batch is left alone
+
+
+def make_patient_1_a_copy_of_patient_0(cohort):
+    """As if the model had produced the same picture twice: same prompt and seed for two patients."""
+    first = cohort.images.get(index=0)
+    SyntheticImage.objects.filter(cohort=cohort, index=1).update(seed=first.seed, prompt=first.prompt)
+
+
+def test_an_image_flagged_by_screening_is_quarantined_and_its_patient_regenerated_with_a_fresh_seed(researcher):
+    from generation.sampling import image_seed
+    from generation.selectors import cohort_progress
+
+    cohort = submitted(researcher, size=2)
+    make_patient_1_a_copy_of_patient_0(cohort)
+    assert services.run_batch(cohort.batches.get().pk) == services.COMPLETED
+    cohort.refresh_from_db()
+    assert cohort.status == "completed"
+    flagged = cohort.images.get(status="flagged")
+    assert (flagged.index, flagged.attempt) == (1, 0) and "Nearly identical" in flagged.error
+    replacement = cohort.images.get(index=1, status="passed")
+    assert replacement.attempt == 1 and replacement.seed == image_seed(cohort.seed, 1, 1)
+    progress = cohort_progress(cohort)
+    assert (progress["passed"], progress["flagged"], progress["failed"]) == (2, 1, 0)
+    event = AuditEvent.objects.get(action="synthetic_image.flagged")
+    assert event.target_id == str(flagged.pk) and event.details["index"] == 1
+
+
+def test_a_patient_flagged_more_often_than_allowed_is_reported_failed(researcher, settings):
+    settings.SCREENING_MAX_REGENERATIONS = 0
+    cohort = submitted(researcher, size=2)
+    make_patient_1_a_copy_of_patient_0(cohort)
+    services.run_batch(cohort.batches.get().pk)
+    cohort.refresh_from_db()
+    assert cohort.status == "failed" and "1 of 2 images failed" in cohort.error
+    failed = cohort.images.get(status="failed")
+    assert failed.index == 1 and "Flagged by memorization screening" in failed.error
+    assert cohort.images.filter(status="passed").count() == 1
+
+
+def test_generate_batch_is_routed_to_the_gpu_queue():
+    from cxr_platform.celery import app
+
+    assert app.amqp.router.route({}, "generation.tasks.generate_batch")["queue"].name == "gpu"
+    assert app.amqp.router.route({}, "generation.tasks.reconcile_batches")["queue"].name == "default"
+
+
+def test_a_retried_batch_is_queued_again_under_a_new_message(researcher):
+    cohort = submitted(researcher, size=1)
+    batch = services._claim_batch(cohort.batches.get().pk)
+    services._after_interruption(batch, GenerationBatch.Status.PENDING, error="RuntimeError: out of memory")
+    services.retry_batch(batch.pk)
+    batch.refresh_from_db()
+    assert batch.status == "queued" and batch.task_id and batch.error == "RuntimeError: out of memory"
+    assert AuditEvent.objects.filter(action="generation_batch.retry").count() == 1

@@ -41,6 +41,7 @@ def test_a_cohort_submitted_in_the_browser_is_generated_by_a_worker_and_shown_li
     user = UserFactory()
     grant_tier(user, "generate")
     celery_worker_process(GENERATION_BATCH_SIZE=1)
+    session = browser_session(user)  # database work before Playwright's event loop starts
 
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -48,7 +49,7 @@ def test_a_cohort_submitted_in_the_browser_is_generated_by_a_worker_and_shown_li
         )
         try:
             context = browser.new_context()
-            context.add_cookies([{**browser_session(user), "url": live_server.url}])
+            context.add_cookies([{**session, "url": live_server.url}])
             # Every value the page's script writes into the "done" counter while it polls.
             shown = []
             context.expose_function("reportPassed", lambda value: shown.append(int(value)))
@@ -66,10 +67,7 @@ def test_a_cohort_submitted_in_the_browser_is_generated_by_a_worker_and_shown_li
 
             page.click("button[value=submit]")
             page.wait_for_selector("#progress")
-            cohort = Cohort.objects.get(owner=user)
-            assert page.url.endswith(reverse("cohort-detail", args=[cohort.pk]))
-            # The previewed patients are the ones submitted.
-            assert [i.prompt for i in cohort.images.order_by("index")] == prompts
+            detail_url = page.url
 
             # The script updates the bar as batches finish, then reloads once to show the gallery.
             page.locator('#progress[data-finished="true"]').wait_for(timeout=120_000)
@@ -87,5 +85,8 @@ def test_a_cohort_submitted_in_the_browser_is_generated_by_a_worker_and_shown_li
             assert "Requested versus generated" in page.content()
         finally:
             browser.close()
-    cohort.refresh_from_db()
+    cohort = Cohort.objects.get(owner=user)
+    assert detail_url.endswith(reverse("cohort-detail", args=[cohort.pk]))
     assert cohort.status == "completed" and cohort.images.filter(status="passed").count() == 3
+    # The previewed patients are the ones submitted.
+    assert [i.prompt for i in cohort.images.order_by("index")] == prompts

@@ -239,3 +239,15 @@ def test_a_loaded_engine_refuses_once_its_files_change(private_model_version, pa
         handle.write("\n")
     with pytest.raises(ModelFilesChanged):
         engine.generate(PROMPTS[:1], [1], params)
+
+
+def test_a_forked_worker_process_does_not_inherit_the_parents_engines(demo_model_version):
+    import os
+
+    engine = get_engine(demo_model_version)
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh engine, never the parent's pipeline (CUDA state does not survive a fork)
+        os._exit(0 if get_engine(demo_model_version) is not engine else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert get_engine(demo_model_version) is engine
