@@ -111,6 +111,7 @@ def seed_demo(stdout) -> None:
         accounts[username] = user
     researcher, reviewer = accounts["researcher"], accounts["reviewer"]
     with services.no_notifications():
+        services.expire_lapsed_grants()
         _ensure_credentials(researcher, reviewer)
         for slug in ("generate", "export"):
             _ensure_grant(researcher, reviewer, slug)

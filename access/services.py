@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -350,7 +350,29 @@ def _transition(request_obj: AccessRequest, action: str, *, actor, message: str 
         + f"\nSee {link}\n"
     )
     _notify(request_obj.user, f"Your {request_obj.tier.name} access request: {S(transition.target).label.lower()}", body)
+    if transition.target in (S.SUBMITTED, S.RESUBMITTED):
+        _notify_reviewers(request_obj)
     return request_obj
+
+
+def _notify_reviewers(request_obj: AccessRequest) -> None:
+    """Tell reviewers (active staff with an address; ``ACCESS_REVIEWER_EMAILS`` overrides) a request waits."""
+    addresses = list(getattr(settings, "ACCESS_REVIEWER_EMAILS", []) or User.objects.filter(
+        is_staff=True, is_active=True, email__isnull=False).exclude(email="").exclude(pk=request_obj.user_id)
+        .values_list("email", flat=True))
+    if not addresses or not _mail_enabled.get():
+        return
+    link = _site_url(reverse("review-request", args=[request_obj.pk]))
+    subject = f"[cxr-platform] {request_obj.tier.name} request #{request_obj.pk} awaits review"
+    body = f"{request_obj.user.get_username()} {request_obj.status} a request for the {request_obj.tier.name} tier.\n\n{link}\n"
+
+    def send():
+        try:
+            EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, to=[], bcc=addresses).send()
+        except Exception:
+            logger.exception("Could not e-mail reviewers about request %s", request_obj.pk)
+
+    transaction.on_commit(send)
 
 
 def _locked(request_obj: AccessRequest) -> AccessRequest:

@@ -408,3 +408,11 @@ EXPORT_RETENTION_SECONDS = env_int("EXPORT_RETENTION_SECONDS", 7 * 24 * 3600)  #
 EXPORT_TRANSFER_SYNTAX = env("EXPORT_TRANSFER_SYNTAX", "explicit")  # explicit | rle (RLE Lossless)
 EXPORT_WORKERS = env_int("EXPORT_WORKERS", 0)  # DICOM encoder processes per export; 0 = min(8, CPUs)
 CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "exports.tasks.expire_exports", "schedule": 900.0}
+
+# --- Screening (screening app) -------------------------------------------------------------------
+SCREENING_INDEX_ROOT = env("SCREENING_INDEX_ROOT", "")  # empty: MEDIA_ROOT/screening-index
+SCREENING_STAGE_B_WEIGHTS = env("SCREENING_STAGE_B_WEIGHTS", "")  # local TorchScript encoder; empty: Stage B off
+SCREENING_STAGE_B_SHA256 = env("SCREENING_STAGE_B_SHA256", "")
+SCREENING_STAGE_B_INPUT_SIZE = env_int("SCREENING_STAGE_B_INPUT_SIZE", 224)
+SCREENING_DUPLICATE_THRESHOLD = float(env("SCREENING_DUPLICATE_THRESHOLD", "0.95"))
+SCREENING_DEMO_TRAIN_DIR = env("SCREENING_DEMO_TRAIN_DIR", "")

@@ -1,8 +1,8 @@
-"""Writing an export package to a folder, and zipping it.
+"""Writing an export package into a folder or straight into a stored zip.
 
 Layout of a package (``write_package``)::
 
-    DICOMDIR                         pydicom FileSet: PATIENT / STUDY / SERIES / IMAGE records
+    DICOMDIR                         PATIENT / STUDY / SERIES / IMAGE records (exports.dicomdir)
     PT000000/ST000000/SE000000/IM000000 ...   one synthetic patient per study, one series, one instance
     PNG/SYNTHETIC-C12-000000.png ...          optional copies of the screened PNGs
     manifest.csv                     one row per image
@@ -22,13 +22,14 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 import tempfile
 import zipfile
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -75,7 +76,7 @@ class PackageImage:
 
 @dataclass
 class PackageResult:
-    root: Path
+    root: Path | None  # the folder, or None when written into a zip
     image_count: int
     manifest_sha256: str
     files: int
@@ -89,22 +90,25 @@ def _sha256_path(path: Path) -> str:
 _ENCODERS: dict[str, InstanceEncoder] = {}
 
 
-def encode_instance(facts: ImageFacts, png: bytes | str, transfer_syntax: str, root: str, file_id: tuple):
-    """Decode one PNG (its bytes, or a local path), write its DICOM file at ``root/file_id``;
-    return (sha256, its encoded DICOMDIR records). Runs in a worker process: no database."""
+def encode_instance(facts: ImageFacts, png: bytes | str, transfer_syntax: str, root: str | None, file_id: tuple):
+    """Decode one PNG (its bytes, or a local path) and encode its DICOM file; write it at
+    ``root/file_id``, or return its bytes when ``root`` is None (the caller zips it). Returns
+    (sha256, its encoded DICOMDIR records, bytes or None). Runs in a worker process: no database."""
     if isinstance(png, str):
         with open(png, "rb") as handle:
             png = handle.read()
     with Image.open(io.BytesIO(png)) as picture:
-        pixels = np.asarray(picture.convert("L"), dtype=np.uint8)
+        pixels = np.asarray(picture if picture.mode == "L" else picture.convert("L"), dtype=np.uint8)
     encoder = _ENCODERS.get(transfer_syntax) or _ENCODERS.setdefault(transfer_syntax, InstanceEncoder(transfer_syntax))
     data = encoder.encode(facts, pixels)
+    records = directory_records(facts, file_id, TRANSFER_SYNTAXES[transfer_syntax])
+    if root is None:
+        return hashlib.sha256(data).hexdigest(), records, data
     path = os.path.join(root, *file_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as handle:
         handle.write(data)
-    records = directory_records(facts, file_id, TRANSFER_SYNTAXES[transfer_syntax])
-    return hashlib.sha256(data).hexdigest(), records
+    return hashlib.sha256(data).hexdigest(), records, None
 
 
 @contextmanager
@@ -156,8 +160,9 @@ def _row(facts: ImageFacts, file_id: str, png: str, sha256: str) -> dict:
 
 
 def write_package(
-    out_dir,
+    out_dir=None,
     *,
+    sink: FolderSink | ZipSink | None = None,
     spec: PackageSpec,
     images: Iterable[PackageImage],
     total: int,
@@ -165,91 +170,155 @@ def write_package(
     progress_every: int = 25,
     workers: int | None = None,
 ) -> PackageResult:
-    """Write the package for ``images`` into ``out_dir`` (created; must be empty or absent).
+    """Write the package for ``images`` into the folder ``out_dir`` (created; must be empty or
+    absent), or into ``sink`` (a :class:`ZipSink` writes the zip directly).
 
     PNGs are read here (from storage) and encoded to DICOM by ``workers`` processes
     (default settings.EXPORT_WORKERS, else min(8, CPUs)); at most a few images per worker
     are in flight, and manifest rows and DICOMDIR records are spooled to temporary files, so
     memory stays flat however large the cohort (only the final manifest is signed in memory)."""
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    if any(root.iterdir()):
-        raise FileExistsError(f"{root} is not empty.")
-    workers = _worker_count(workers)
-    with tempfile.TemporaryFile() as row_spool, tempfile.TemporaryFile() as record_spool, \
-            open(root / "manifest.csv", "w", newline="", encoding="utf-8") as csv_file:
-        writer = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        lengths = array("I")
-        done = 0
-        if on_progress:
-            on_progress(0, total)
+    sink = sink if sink is not None else FolderSink(Path(out_dir))
+    try:
+        workers = _worker_count(workers)
+        shas: dict[str, str] = {}
+        with tempfile.TemporaryDirectory(prefix="cxr-export-") as work, tempfile.TemporaryFile() as row_spool, \
+                tempfile.TemporaryFile() as record_spool, ExitStack() as stack:
+            work = Path(work)
+            csv_file = stack.enter_context(open(work / "manifest.csv", "w", newline="", encoding="utf-8"))
+            writer = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            lengths = array("I")
+            done = 0
+            if on_progress:
+                on_progress(0, total)
 
-        def finish(facts, file_id, png_name, png_sha, result):
-            nonlocal done
-            sha, records = result
-            row = _row(facts, "/".join(file_id), png_name, sha)
-            row["png_sha256"] = png_sha
-            writer.writerow({**row, "findings": ";".join(row["findings"]),
-                             "screening_score": "" if row["screening_score"] is None else row["screening_score"]})
-            row_spool.write(json.dumps(row, sort_keys=True).encode() + b"\n")
-            for record in records:
-                record_spool.write(record)
-                lengths.append(len(record))
-            done += 1
-            if on_progress and done % progress_every == 0:
-                on_progress(done, total)
+            def finish(facts, file_id, png_name, png_sha, result):
+                nonlocal done
+                sha, records, data = result
+                if data is not None:
+                    sink.put("/".join(file_id), data)
+                row = _row(facts, "/".join(file_id), png_name, sha)
+                row["png_sha256"] = png_sha
+                writer.writerow({**row, "findings": ";".join(row["findings"]),
+                                 "screening_score": "" if row["screening_score"] is None else row["screening_score"]})
+                row_spool.write(json.dumps(row, sort_keys=True).encode() + b"\n")
+                for record in records:
+                    record_spool.write(record)
+                    lengths.append(len(record))
+                done += 1
+                if on_progress and done % progress_every == 0:
+                    on_progress(done, total)
 
-        def jobs():
-            for n, item in enumerate(images):
-                if item.local_path and not spec.include_png:
-                    png_bytes = item.local_path  # the encoder process reads it: no copy through a pipe
-                else:
-                    with item.open_png() as handle:
-                        png_bytes = handle.read()
-                file_id = (f"PT{n:06d}", "ST000000", "SE000000", "IM000000")
-                png_name, png_sha = "", ""
-                if spec.include_png:
-                    png_name = f"PNG/{item.facts.patient_id}.png"
-                    (root / "PNG").mkdir(exist_ok=True)
-                    (root / png_name).write_bytes(png_bytes)
-                    png_sha = hashlib.sha256(png_bytes).hexdigest()
-                yield item.facts, file_id, png_name, png_sha, png_bytes
+            def jobs():
+                for n, item in enumerate(images):
+                    if item.local_path and not spec.include_png:
+                        png_bytes = item.local_path  # the encoder process reads it: no copy through a pipe
+                    else:
+                        with item.open_png() as handle:
+                            png_bytes = handle.read()
+                    file_id = (f"PT{n:06d}", "ST000000", "SE000000", "IM000000")
+                    png_name, png_sha = "", ""
+                    if spec.include_png:
+                        png_name = f"PNG/{item.facts.patient_id}.png"
+                        sink.put(png_name, png_bytes)
+                        png_sha = hashlib.sha256(png_bytes).hexdigest()
+                    yield item.facts, file_id, png_name, png_sha, png_bytes
 
-        if workers == 1:
-            for facts, file_id, png_name, png_sha, png_bytes in jobs():
-                finish(facts, file_id, png_name, png_sha,
-                       encode_instance(facts, png_bytes, spec.transfer_syntax, str(root), file_id))
-        else:
-            context = multiprocessing.get_context("fork")
-            with _children_allowed(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                pending: deque = deque()
+            if workers == 1:
                 for facts, file_id, png_name, png_sha, png_bytes in jobs():
-                    future = pool.submit(encode_instance, facts, png_bytes, spec.transfer_syntax, str(root), file_id)
-                    pending.append((facts, file_id, png_name, png_sha, future))
-                    while len(pending) >= workers * 4:
+                    finish(facts, file_id, png_name, png_sha,
+                           encode_instance(facts, png_bytes, spec.transfer_syntax, sink.encoder_root, file_id))
+            else:
+                context = multiprocessing.get_context("fork")
+                with _children_allowed(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                    pending: deque = deque()
+                    for facts, file_id, png_name, png_sha, png_bytes in jobs():
+                        future = pool.submit(encode_instance, facts, png_bytes, spec.transfer_syntax, sink.encoder_root,
+                                             file_id)
+                        pending.append((facts, file_id, png_name, png_sha, future))
+                        while len(pending) >= workers * 4:
+                            facts_, file_id_, png_name_, png_sha_, future_ = pending.popleft()
+                            finish(facts_, file_id_, png_name_, png_sha_, future_.result())
+                    while pending:
                         facts_, file_id_, png_name_, png_sha_, future_ = pending.popleft()
                         finish(facts_, file_id_, png_name_, png_sha_, future_.result())
-                while pending:
-                    facts_, file_id_, png_name_, png_sha_, future_ = pending.popleft()
-                    finish(facts_, file_id_, png_name_, png_sha_, future_.result())
-        csv_file.close()
+            csv_file.close()
 
-        record_spool.seek(0)
-        write_dicomdir(root / "DICOMDIR", _record_groups(record_spool, lengths), count=done)
-        del lengths
-        (root / "README.md").write_text(data_card(spec, done), encoding="utf-8")
-        manifest_bytes = _manifest(root, spec, row_spool, done)
-    (root / signing.MANIFEST).write_bytes(manifest_bytes)
-    (root / signing.SIGNATURE).write_bytes(signing.sign(manifest_bytes))
+            record_spool.seek(0)
+            write_dicomdir(work / "DICOMDIR", _record_groups(record_spool, lengths), count=done)
+            del lengths
+            (work / "README.md").write_text(data_card(spec, done), encoding="utf-8")
+            for name in ("DICOMDIR", "README.md", "manifest.csv"):
+                shas[name] = _sha256_path(work / name)
+                sink.put_file(name, work / name)
+            manifest_bytes = _manifest(shas, spec, row_spool, done)
+        sink.put(signing.MANIFEST, manifest_bytes)
+        sink.put(signing.SIGNATURE, signing.sign(manifest_bytes))
+    finally:
+        sink.close()  # also on failure: the ZipFile must not be left to the garbage collector
     if on_progress:
         on_progress(done, total)
     return PackageResult(
-        root=root,
+        root=getattr(sink, "root", None),
         image_count=done,
         manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
         files=done * (2 if spec.include_png else 1) + 5,
     )
+
+
+class FolderSink:
+    """Package files written into a folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        if any(root.iterdir()):
+            raise FileExistsError(f"{root} is not empty.")
+
+    encoder_root = property(lambda self: str(self.root))
+
+    def put(self, name: str, data: bytes) -> None:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def put_file(self, name: str, source: Path) -> None:
+        shutil.move(source, self.root / name)
+
+    def close(self) -> None:
+        pass
+
+
+class ZipSink:
+    """Package files written straight into a zip (stored, no compression: DICOM and PNG do
+    not shrink) under the folder ``top``: no intermediate folder, each byte written once."""
+
+    def __init__(self, target, top: str, date_time: tuple):
+        self.zip = zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        self.top = top
+        self.date_time = date_time
+
+    encoder_root = None  # encoders return the bytes; this process appends them
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(f"{self.top}/{name}", date_time=self.date_time)
+        info.compress_type = zipfile.ZIP_STORED
+        info.external_attr = 0o644 << 16
+        return info
+
+    def put(self, name: str, data: bytes) -> None:
+        self.zip.writestr(self._info(name), data)
+
+    def put_file(self, name: str, source: Path) -> None:
+        info = self._info(name)
+        info.file_size = source.stat().st_size
+        with open(source, "rb") as src, self.zip.open(info, "w", force_zip64=info.file_size > 2**31) as dst:
+            for chunk in iter(lambda: src.read(1024 * 1024), b""):
+                dst.write(chunk)
+
+    def close(self) -> None:
+        if self.zip.fp is not None:
+            self.zip.close()
 
 
 def _record_groups(spool, lengths):
@@ -263,7 +332,7 @@ def _rows(spool):
         yield json.loads(line)
 
 
-def _manifest(root: Path, spec: PackageSpec, row_spool, count: int) -> bytes:
+def _manifest(shas: dict, spec: PackageSpec, row_spool, count: int) -> bytes:
     """manifest.json, written from the spooled rows: the same text as
     ``json.dumps(manifest, indent=1, sort_keys=True)``; its ``files`` list every other file."""
     header = {
@@ -290,14 +359,14 @@ def _manifest(root: Path, spec: PackageSpec, row_spool, count: int) -> bytes:
 
     def file_entries():
         # Sorted as sort_keys would: "DICOMDIR" < "PNG/..." < "PT..." < "README.md" < "manifest.csv".
-        yield "DICOMDIR", _sha256_path(root / "DICOMDIR")
+        yield "DICOMDIR", shas["DICOMDIR"]
         for row in _rows(row_spool):
             if row["png"]:
                 yield row["png"], row["png_sha256"]
         for row in _rows(row_spool):
             yield row["file"], row["sha256"]
-        yield "README.md", _sha256_path(root / "README.md")
-        yield "manifest.csv", _sha256_path(root / "manifest.csv")
+        yield "README.md", shas["README.md"]
+        yield "manifest.csv", shas["manifest.csv"]
 
     out = io.StringIO()
     out.write("{\n")

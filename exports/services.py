@@ -35,7 +35,7 @@ from generation.models import Cohort
 from . import selectors, signing
 from .dicom import TRANSFER_SYNTAXES, ImageFacts
 from .models import Export
-from .package import PackageImage, PackageSpec, write_package, zip_package
+from .package import PackageImage, PackageSpec, ZipSink, write_package
 
 logger = logging.getLogger(__name__)
 Status = Export.Status
@@ -190,15 +190,17 @@ def _local_path(storage, name) -> str | None:
         return None
 
 
-def write_cohort_package(cohort: Cohort, out_dir, *, export: Export | None = None, include_png: bool = False,
-                         transfer_syntax: str = "explicit", created_by: str = "", on_progress=None,
-                         workers: int | None = None):
-    """The package of ``cohort`` written into the folder ``out_dir`` (used by the task and by
-    ``manage.py export_cohort``)."""
+def write_cohort_package(cohort: Cohort, out_dir=None, *, zip_to=None, zip_top: str = "export",
+                         export: Export | None = None, include_png: bool = False, transfer_syntax: str = "explicit",
+                         created_by: str = "", on_progress=None, workers: int | None = None):
+    """The package of ``cohort`` written into the folder ``out_dir`` (``manage.py export_cohort``),
+    or straight into a stored zip in the open binary file ``zip_to`` under the folder ``zip_top``
+    (the Celery task)."""
     spec = package_spec(cohort, export=export, include_png=include_png, transfer_syntax=transfer_syntax,
                         created_by=created_by)
     total = selectors.exportable_images(cohort).count()
-    return write_package(out_dir, spec=spec, images=package_images(cohort), total=total,
+    sink = ZipSink(zip_to, zip_top, cohort.created_at.timetuple()[:6]) if zip_to is not None else None
+    return write_package(out_dir, sink=sink, spec=spec, images=package_images(cohort), total=total,
                          on_progress=on_progress, workers=workers)
 
 
@@ -230,13 +232,13 @@ def build_export(export_id: int, *, workers: int | None = None) -> str:
 
     work = Path(tempfile.mkdtemp(prefix=f"cxr-export-{export.pk}-", dir=setting("EXPORT_WORK_DIR", None)))
     try:
-        result = write_cohort_package(cohort, work / "package", export=export, include_png=export.include_png,
-                                      transfer_syntax=export.transfer_syntax,
-                                      created_by=export.owner.get_username(), on_progress=progress,
-                                      workers=workers)
         zip_path = work / export.download_name
         with open(zip_path, "wb") as handle:
-            zip_package(result.root, handle, top=Path(export.download_name).stem)
+            result = write_cohort_package(cohort, zip_to=handle, zip_top=Path(export.download_name).stem,
+                                          export=export, include_png=export.include_png,
+                                          transfer_syntax=export.transfer_syntax,
+                                          created_by=export.owner.get_username(), on_progress=progress,
+                                          workers=workers)
         with open(zip_path, "rb") as handle:
             sha256 = signing.sha256_file(handle)
         name = f"exports/{export.pk}/{export.download_name}"

@@ -176,8 +176,13 @@ def verify_package(path, *, public_key_pem_text: str | None = None) -> VerifyRes
         if name not in names:
             result.problems.append(f"{name}: missing.")
             continue
-        with package.open(name) as handle:
-            actual = sha256_file(handle)
+        try:
+            with package.open(name) as handle:
+                actual = sha256_file(handle)
+        except zipfile.BadZipFile as error:  # a stored member changed in place fails its CRC-32
+            result.checked += 1
+            result.problems.append(f"{name}: contents differ from the manifest ({error}).")
+            continue
         result.checked += 1
         if actual != expected:
             result.problems.append(f"{name}: contents differ from the manifest (SHA-256 {actual}, expected {expected}).")

@@ -39,16 +39,42 @@ def image_seed(cohort_seed: int, index: int, attempt: int = 0) -> int:
     return int((int(words[0]) << 31) ^ int(words[1]))  # fits a signed 64-bit column
 
 
-def allocate(n: int, shares: dict) -> list:
-    """``n`` labels whose counts follow ``shares`` as closely as integers allow (largest remainder)."""
-    keys = list(shares)
-    exact = np.array([shares[k] for k in keys], dtype=float)
-    exact = exact / exact.sum() * n
-    counts = np.floor(exact).astype(int)
-    # Ties go to the earlier key, so the result depends only on the shares' order.
-    for i in sorted(range(len(keys)), key=lambda i: (-(exact[i] - counts[i]), i))[: n - counts.sum()]:
+def _counts(n: int, weights: dict, rng: np.random.Generator | None = None) -> dict:
+    """Integer counts summing to ``n`` that follow ``weights`` as closely as integers allow (largest
+    remainder). Equal remainders are broken at random by ``rng`` (by key order without one), so small
+    cohorts do not always favour the first categories."""
+    keys = list(weights)
+    exact = np.array([weights[k] for k in keys], dtype=float)
+    exact = exact / exact.sum() * n if exact.sum() > 0 else np.zeros(len(keys))
+    counts = np.floor(exact + 1e-9).astype(int)
+    remainders = np.round(exact - counts, 9)
+    tie_break = rng.permutation(len(keys)) if rng is not None else np.arange(len(keys))
+    for i in sorted(range(len(keys)), key=lambda i: (-remainders[i], tie_break[i]))[: n - counts.sum()]:
         counts[i] += 1
-    return [key for key, count in zip(keys, counts) for _ in range(count)]
+    return dict(zip(keys, (int(c) for c in counts)))
+
+
+def allocate(n: int, shares: dict, rng: np.random.Generator | None = None) -> list:
+    """``n`` labels whose counts follow ``shares`` as closely as integers allow (largest remainder)."""
+    return [key for key, count in _counts(n, shares, rng).items() for _ in range(count)]
+
+
+def allocate_cells(n: int, rows: dict, columns: dict, rng: np.random.Generator) -> list[tuple]:
+    """``n`` (row, column) pairs for independent row and column shares (sex × race): both marginals are met
+    exactly (largest remainder), and the cells as closely as that allows (80 patients over 2 × 4 equal shares
+    give 10 per cell; 4 patients give one of each race, two of each sex)."""
+    row_counts = _counts(n, rows, rng)
+    left = _counts(n, columns, rng)  # what each column still needs
+    pairs = []
+    for row, count in row_counts.items():
+        if count == 0:
+            continue
+        # Share this row out over what the columns still need; the last row takes exactly the rest.
+        cells = _counts(count, left, rng) if sum(left.values()) > count else dict(left)
+        for column, k in cells.items():
+            pairs.extend([(row, column)] * k)
+            left[column] -= k
+    return pairs
 
 
 def render_prompt(template: str, defaults: dict, demographics: dict, impression: str) -> str:
@@ -115,9 +141,10 @@ def _shuffled(rng: np.random.Generator, labels: list) -> list:
 def sample_patients(spec: CohortSpec, defaults: dict, size: int, seed: int) -> list[Patient]:
     rng = np.random.default_rng(np.random.SeedSequence([seed, _ALLOCATION]))
     # Sorted keys: JSON columns (PostgreSQL jsonb) do not keep key order, and allocation depends on it.
-    cells = {(s, r): spec.sex[s] * spec.race[r] for s in sorted(spec.sex) for r in sorted(spec.race)}
-    sex_race = _shuffled(rng, allocate(size, cells))
-    views = _shuffled(rng, allocate(size, {v: spec.view[v] for v in sorted(spec.view)}))
+    sexes = {s: spec.sex[s] for s in sorted(spec.sex)}
+    races = {r: spec.race[r] for r in sorted(spec.race)}
+    sex_race = _shuffled(rng, allocate_cells(size, sexes, races, rng))
+    views = _shuffled(rng, allocate(size, {v: spec.view[v] for v in sorted(spec.view)}, rng))
     patient_rngs = [np.random.default_rng(np.random.SeedSequence([seed, _PATIENT, i])) for i in range(size)]
     demographics = [
         {"age": _age(patient_rngs[i], spec), "sex": sex_race[i][0], "race": sex_race[i][1], "view": views[i]}
@@ -125,7 +152,7 @@ def sample_patients(spec: CohortSpec, defaults: dict, size: int, seed: int) -> l
     ]
     vocabulary = defaults["findings"]
     if spec.impressions:
-        impressions = _shuffled(rng, allocate(size, {text: 1 for text in spec.impressions}))
+        impressions = _shuffled(rng, allocate(size, {text: 1 for text in spec.impressions}, rng))
         findings_per_patient = [[] for _ in range(size)]
     else:
         findings_per_patient = _assign_findings(rng, spec, vocabulary, demographics)
@@ -156,7 +183,7 @@ def distribution(patients_or_images) -> dict:
         counts["view"][d["view"]] += 1
         counts["age"][age_band(d["age"])] += 1
         counts["findings"].update(item.findings)
-    return {name: dict(counter) for name, counter in counts.items()}
+    return {name: dict(sorted(counter.items())) for name, counter in counts.items()}
 
 
 def age_band(age: int) -> str:

@@ -23,7 +23,7 @@ def cohort_list_of(user):
     return cohorts_of(user).annotate(
         passed_count=Count("images", filter=Q(images__status=ImageStatus.PASSED)),
         failed_count=Count("images", filter=Q(images__status=ImageStatus.FAILED)),
-    )
+    ).order_by("-created_at", "-pk")  # Meta.ordering does not apply to aggregate queries
 
 
 def cohort_of(user, pk) -> Cohort:

@@ -415,13 +415,17 @@ def cancel_cohort(*, cohort: Cohort, actor) -> Cohort:
         waiting = list(cohort.batches.filter(status__in=[BatchStatus.PENDING, BatchStatus.QUEUED]))
         for batch in waiting:
             _transition_batch(batch, BatchStatus.CANCELLED)
-        # Keep on the quota only what was, or is being, made.
-        cohort.reserved_images = _live_images(cohort).filter(
-            status__in=[ImageStatus.PASSED, ImageStatus.GENERATING, ImageStatus.SCREENING]
-        ).count()
-        cohort.save(update_fields=["reserved_images", "updated_at"])
+        _release_unused_quota(cohort)
         _transition_cohort(cohort, Status.CANCELLED, actor=actor, details={"batches_dropped": len(waiting)})
     return cohort
+
+
+def _release_unused_quota(cohort: Cohort) -> None:
+    """A cancelled cohort keeps on its owner's quota only what was, or is still being, made."""
+    cohort.reserved_images = _live_images(cohort).filter(
+        status__in=[ImageStatus.PASSED, ImageStatus.GENERATING, ImageStatus.SCREENING]
+    ).count()
+    cohort.save(update_fields=["reserved_images", "updated_at"])
 
 
 # --- Running batches -----------------------------------------------------------------------
@@ -643,6 +647,10 @@ def _after_interruption(batch: GenerationBatch, target: str, *, error: str = "")
         _transition_batch(batch, target, error=error)
     if target == BatchStatus.FAILED:
         finish_cohort_if_done(batch.cohort_id)
+    elif target == BatchStatus.CANCELLED:
+        with transaction.atomic():
+            # The images this batch was making when the cohort was cancelled are not made after all.
+            _release_unused_quota(Cohort.objects.select_for_update().get(pk=batch.cohort_id))
 
 
 def run_batch(batch_id: int) -> str:

@@ -34,12 +34,16 @@ from . import imaging
 FORMAT_VERSION = 1
 PCA_DIM = 64
 CHUNK = 256
-RETRIEVE_K = 16  # training candidates verified per image
+RETRIEVE_K = 20  # training candidates verified per image
 HOLDOUT_K = 8  # holdout candidates verified per image (privacy summary)
 SHIFT_RADIUS = 14  # pixels of the 64-pixel grid searched for translation (about 22%)
 ROTATIONS = tuple(np.arange(-10.0, 10.01, 2.5))
 ZOOMS = (0.95, 1.0, 1.05, 1.11, 1.18, 1.25)  # sampling factors that undo crops/zooms of up to 25%
-RETRIEVAL_VARIANTS = ((0.0, 1.0), (6.0, 1.0), (-6.0, 1.0), (0.0, 1.15), (6.0, 1.15), (-6.0, 1.15))
+RETRIEVAL_VARIANTS = (  # (rotation, zoom, shift) applied to the query before the descriptor search
+    (0.0, 1.0, (0, 0)), (6.0, 1.0, (0, 0)), (-6.0, 1.0, (0, 0)), (0.0, 1.15, (0, 0)), (6.0, 1.15, (0, 0)),
+    (-6.0, 1.15, (0, 0)), (0.0, 1.0, (6, 0)), (0.0, 1.0, (-6, 0)), (0.0, 1.0, (0, 6)), (0.0, 1.0, (0, -6)),
+    (0.0, 1.0, (6, 6)), (0.0, 1.0, (-6, -6)), (0.0, 1.0, (6, -6)), (0.0, 1.0, (-6, 6)),
+)
 FUSION_WEIGHTS = {"pearson": 0.3, "ssim": 0.3, "tiled_l2": 0.2, "ratio": 0.2}
 TARGET_FPR = 0.001
 EXACT_PEARSON = 0.995
@@ -374,6 +378,27 @@ def _warp(image: np.ndarray, rotation: float, zoom: float, shift=(0.0, 0.0)) -> 
     return ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="constant", cval=np.nan)
 
 
+def mask_dark_border(thumb: np.ndarray, level: float = 20.0, min_fraction: float = 0.01) -> np.ndarray:
+    """NaN over dark regions that touch the border (padding from shifts, rotations and crops, even
+    when noise or compression made it uneven; also the air outside the body). Applied to every
+    image being screened — synthetic, held-out and evaluation copies alike — never to the index."""
+    thumb = np.array(thumb, dtype=np.float64)
+    smooth = ndimage.gaussian_filter(np.nan_to_num(thumb, nan=0.0), 1.0)
+    labels, count = ndimage.label((smooth <= level) | np.isnan(thumb))
+    if not count:
+        return thumb
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    sizes = np.bincount(labels.ravel())
+    mask = np.zeros(thumb.shape, dtype=bool)
+    for label in border:
+        if label and sizes[label] >= min_fraction * thumb.size:
+            mask |= labels == label
+    if mask.mean() > 0.5:
+        return thumb
+    thumb[mask] = np.nan
+    return thumb
+
+
 def _zscore_masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = np.zeros_like(values, dtype=np.float32)
     if mask.sum() < 2:
@@ -381,6 +406,34 @@ def _zscore_masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     v = values[mask]
     out[mask] = (v - v.mean()) / max(float(v.std()), 1e-6)
     return out
+
+
+def _masked_pearson(aligned: np.ndarray, target: np.ndarray) -> float:
+    mask = ~np.isnan(aligned)
+    if mask.sum() < 0.3 * aligned.size:
+        return -1.0
+    x, y = aligned[mask], target[mask]
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-9))
+
+
+def _refine_alignment(query, target, rotation, zoom, shift, evaluations: int = 60):
+    """Sub-pixel polish of the coarse alignment (Nelder–Mead on rotation, zoom and shift)."""
+    from scipy.optimize import minimize
+
+    target = np.asarray(target, dtype=np.float64)
+    start = np.array([rotation, zoom * 10.0, shift[0], shift[1]], dtype=np.float64)
+
+    def loss(p):
+        return -_masked_pearson(_warp(query, p[0], p[1] / 10.0, (p[2], p[3])), target)
+
+    result = minimize(loss, start, method="Nelder-Mead",
+                      options={"maxfev": evaluations, "xatol": 0.05, "fatol": 1e-4,
+                               "initial_simplex": start + np.vstack([np.zeros(4), np.diag([1.25, 0.3, 0.7, 0.7])])})
+    if result.fun <= loss(start):
+        p = result.x
+        return float(p[0]), float(p[1] / 10.0), (float(p[2]), float(p[3]))
+    return rotation, zoom, shift
 
 
 def _ssim(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
@@ -489,8 +542,8 @@ class Screener:
         vectors = []
         for flipped in (False, True):
             q = query[:, ::-1] if flipped else query
-            for rotation, zoom in RETRIEVAL_VARIANTS:
-                warped = _warp(q, rotation, zoom) if (rotation or zoom != 1.0) else q.copy()
+            for rotation, zoom, shift in RETRIEVAL_VARIANTS:
+                warped = _warp(q, rotation, zoom, shift) if (rotation or zoom != 1.0 or any(shift)) else q.copy()
                 mask = ~np.isnan(warped)
                 warped[~mask] = float(np.nanmean(warped)) if mask.any() else 0.0
                 vectors.append(imaging.retrieval_vector(np.clip(warped, 0, 255)))
@@ -539,7 +592,7 @@ class Screener:
                     both = sfft.irfft2(np.stack([fa[None] * cf, fm[None] * cf, fm[None] * cf2]), s=(size, size),
                                        workers=1)
                     ac, s1, s2 = window(both[0]), window(both[1]), window(both[2])
-                    variance = np.maximum(s2 - s1 * s1 / n, 1e-3 * n)
+                    variance = np.maximum(s2 - s1 * s1 / n, 0.2 * n)  # no peaks on flat regions
                     ncc = ac / np.sqrt(n * variance)
                     flat = ncc.reshape(k, -1)
                     arg = flat.argmax(axis=1)
@@ -561,6 +614,7 @@ class Screener:
                     continue
                 flipped, rotation, zoom, shift = params[j]
                 q = np.ascontiguousarray(query[:, ::-1] if flipped else query, dtype=np.float64)
+                rotation, zoom, shift = _refine_alignment(q, cand[j], rotation, zoom, shift)
                 aligned = _warp(q, rotation, zoom, shift)
                 mask = ~np.isnan(aligned)
                 if mask.sum() < 16:
@@ -595,7 +649,8 @@ class Screener:
     def analyse_thumbnail(self, thumb: np.ndarray, *, array: np.ndarray | None = None) -> Analysis:
         """Score a 64×64 thumbnail (0–255; NaN = padding) against the training set (and holdout)."""
         started = time.perf_counter()
-        query = np.asarray(thumb, dtype=np.float64)
+        unmasked = np.asarray(thumb, dtype=np.float64)
+        query = mask_dark_border(unmasked)
         vectors = self._query_vectors(query.astype(np.float32))
         k_search = min(RETRIEVE_K, self.faiss_index.ntotal)
         sims, ids = self.faiss_index.search(vectors, k_search)
@@ -621,7 +676,7 @@ class Screener:
         if best is not None:
             position = best.index
             best.index = int(train_ids[position])
-            best.exact = self._exact(query, candidates[0][position], int(self.train_hashes[best.index]))
+            best.exact = self._exact(unmasked, candidates[0][position], int(self.train_hashes[best.index]))
         analysis = Analysis(
             train_score=best.score if best else 0.0,
             train_match=best,

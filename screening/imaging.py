@@ -217,7 +217,7 @@ def hamming(a: int, b: np.ndarray) -> np.ndarray:
 def to_png_bytes(verify_or_array: np.ndarray) -> bytes:
     array = np.asarray(verify_or_array)
     if array.dtype != np.uint8:
-        array = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+        array = np.clip(np.rint(np.nan_to_num(array, nan=0.0) * 255.0), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(array, mode="L").save(buffer, format="PNG")
     return buffer.getvalue()

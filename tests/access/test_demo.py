@@ -38,3 +38,18 @@ def test_seed_demo_sends_no_e_mail(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         seed_demo(StringIO())
     assert mail.outbox == []
+
+
+def test_seed_demo_renews_a_lapsed_demo_grant():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from access.models import AccessGrant
+
+    seed_demo(StringIO())
+    researcher = User.objects.get(username="researcher")
+    AccessGrant.objects.filter(user=researcher, tier__slug="export").update(expires_at=timezone.now() - timedelta(days=1))
+    seed_demo(StringIO())
+    assert access_policy(researcher).can(caps.EXPORT_DICOM)
+    assert AccessRequest.objects.filter(user=researcher, tier__slug="export", status="expired").count() == 1

@@ -76,8 +76,14 @@ def test_each_allowed_transition(transition, requester, reviewer, django_capture
     assert event.details["from"] == transition.source and event.details["to"] == transition.target
     assert event.actor == ({workflow.REQUESTER: requester, workflow.REVIEWER: reviewer, workflow.SYSTEM: None}[transition.by])
     assert result.events.filter(from_status=transition.source, to_status=transition.target).exists()
-    assert [m.to for m in mail.outbox] == [[requester.email]]
-    assert S(transition.target).label.lower() in mail.outbox[0].subject
+    to_requester = [m for m in mail.outbox if m.to == [requester.email]]
+    assert len(to_requester) == 1
+    assert S(transition.target).label.lower() in to_requester[0].subject
+    to_reviewers = [m for m in mail.outbox if m.to != [requester.email]]
+    if transition.target in (S.SUBMITTED, S.RESUBMITTED):  # reviewers hear of requests waiting for them
+        assert [m.bcc for m in to_reviewers] == [[reviewer.email]]
+    else:
+        assert to_reviewers == []
 
 
 ALLOWED = {(t.source, t.action) for t in workflow.TRANSITIONS}

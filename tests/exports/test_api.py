@@ -116,3 +116,14 @@ def test_public_key_is_published(small_cohort):
     assert response.json()["sha256"] == signing.key_fingerprint()
     page = APIClient().get("/exports/signing-key.pem")
     assert page.status_code == 200 and page.content.decode() == signing.public_key_pem()
+
+
+def test_download_can_be_handed_to_nginx(api, small_cohort, eager_celery, django_capture_on_commit_callbacks, settings):
+    settings.DOWNLOAD_OFFLOAD = "nginx"
+    settings.DOWNLOAD_OFFLOAD_PREFIX = "/protected/"
+    created = _ready_export(api, small_cohort, eager_celery, django_capture_on_commit_callbacks)
+    url = api.get(f"/api/v1/exports/{created['id']}").json()["download"]["url"]
+    response = api.get(url)
+    export = Export.objects.get()
+    assert response.status_code == 200 and response["X-Accel-Redirect"] == f"/protected/{export.file_name}"
+    assert response.content == b""

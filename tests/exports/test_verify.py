@@ -110,3 +110,17 @@ def test_signing_key_from_pem_setting(settings):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     assert signing.public_key_pem() == key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_tampered_member_of_the_zip_is_named(package, tmp_path):
+    target = tmp_path / "export.zip"
+    with open(target, "wb") as handle:
+        zip_package(package, handle, top="cxr-export-1-1")
+    name = _first_dicom(package)
+    data = bytearray(target.read_bytes())
+    original = (package / name).read_bytes()
+    at = data.find(original) + len(original) - 10  # one pixel inside the stored member
+    data[at] ^= 0xFF
+    target.write_bytes(bytes(data))
+    problems = signing.verify_package(target).problems
+    assert len(problems) == 1 and problems[0].startswith(f"{name}: contents differ")

@@ -227,3 +227,45 @@ def test_a_retried_batch_is_queued_again_under_a_new_message(researcher):
     batch.refresh_from_db()
     assert batch.status == "queued" and batch.task_id and batch.error == "RuntimeError: out of memory"
     assert AuditEvent.objects.filter(action="generation_batch.retry").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_stops_a_batch_running_in_another_thread_within_a_few_steps(screened_demo_model_version, settings):
+    import threading
+    import time
+
+    from django.db import connection
+
+    from tests.access.factories import grant_tier
+    from tests.factories import UserFactory
+
+    settings.GENERATION_CANCEL_CHECK_SECONDS = 0.05
+    user = UserFactory()
+    grant_tier(user, "generate")
+    # 150 denoising steps would take far longer than the few the cancel lets it run.
+    cohort = services.request_cohort(user=user, data=cohort_request(size=2, sampling={"steps": 150}), enqueue=False)
+    batch = cohort.batches.get()
+    outcome = []
+
+    def work():
+        try:
+            outcome.append(services.run_batch(batch.pk))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not cohort.images.filter(status="generating").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    services.cancel_cohort(cohort=cohort, actor=user)
+    cancelled_at = time.monotonic()
+    worker.join(60)
+    assert outcome == [services.CANCELLED] and time.monotonic() - cancelled_at < 10
+    batch.refresh_from_db()
+    cohort.refresh_from_db()
+    assert batch.status == "cancelled" and cohort.status == "cancelled"
+    assert set(cohort.images.values_list("status", flat=True)) == {"pending"}
+    assert cohort.reserved_images == 0 and services.images_reserved(user) == 0
+    # Stopped while denoising: nothing was decoded and stored.
+    assert not (settings.MEDIA_ROOT / "cohorts" / str(cohort.pk)).exists()

@@ -25,3 +25,19 @@ def test_generate_cohort_reports_a_bad_specification(researcher, tmp_path):
     with pytest.raises(CommandError, match="race: The race shares must add up to 1"):
         call_command("generate_cohort", "--user", researcher.username, "--spec", str(spec), "--inline")
     assert not Cohort.objects.exists()
+
+
+def test_generate_cohort_no_wait_queues_the_batches_and_prints_the_id(researcher, tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(cohort_request(size=2)))
+    call_command("generate_cohort", "--user", researcher.username, "--spec", str(spec), "--no-wait")
+    cohort = Cohort.objects.get()
+    assert set(cohort.batches.values_list("status", flat=True)) == {"queued"}
+    assert capsys.readouterr().out.strip().endswith(str(cohort.pk))
+
+
+def test_generate_cohort_names_an_unknown_user(db, tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text("{}")
+    with pytest.raises(CommandError, match="No active user 'nobody'"):
+        call_command("generate_cohort", "--user", "nobody", "--spec", str(spec))

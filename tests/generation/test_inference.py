@@ -197,6 +197,19 @@ def test_cancelling_stops_between_denoising_steps(demo_model_version, params):
     assert len(engine.generate(PROMPTS[:1], [1], params, should_cancel=lambda: False)) == 1
 
 
+def test_a_call_cancelled_before_it_starts_runs_no_denoising_step(demo_model_version, params):
+    engine = get_engine(demo_model_version)
+    engine.load()
+    unet_calls = []
+    handle = engine.pipeline.unet.register_forward_hook(lambda *args: unet_calls.append(1))
+    try:
+        with pytest.raises(GenerationCancelled):
+            engine.generate(PROMPTS[:2], [1, 2], params, should_cancel=lambda: True)
+    finally:
+        handle.remove()
+    assert unet_calls == []
+
+
 def test_should_cancel_is_asked_after_every_step(demo_model_version, params):
     engine = get_engine(demo_model_version)
     engine.load()

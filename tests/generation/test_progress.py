@@ -36,5 +36,4 @@ def test_the_chart_compares_requested_and_generated_shares(researcher):
     assert charts["sex"]["M"]["requested"] == 0.0 and charts["sex"]["M"]["count"] == 0
     assert charts["findings"]["pleural_effusion"]["requested"] == 50.0
     assert charts["findings"]["pleural_effusion"]["count"] == 2
-    assert sum(r["requested"] for r in charts["age"].values()) == 100.0 or abs(
-        sum(r["requested"] for r in charts["age"].values()) - 100.0) < 0.5
+    assert abs(sum(r["requested"] for r in charts["age"].values()) - 100.0) < 0.5  # rounded per band

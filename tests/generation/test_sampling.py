@@ -87,3 +87,24 @@ def test_patients_do_not_depend_on_the_key_order_a_json_column_returns():
     assert sample_patients(parse_specification(request, DEFAULTS), DEFAULTS, 50, 9) == sample_patients(
         parse_specification(reordered, shuffled), shuffled, 50, 9
     )
+
+
+def test_small_cohorts_keep_both_marginals_exact():
+    for seed in range(20):
+        cohort = patients(size=4, seed=seed)
+        assert Counter(p.demographics["sex"] for p in cohort) == {"F": 2, "M": 2}
+        assert set(Counter(p.demographics["race"] for p in cohort).values()) == {1}
+
+
+def test_uneven_shares_keep_both_marginals_and_cells_close_to_their_product():
+    cohort = patients(size=30, sex={"F": 0.7, "M": 0.3}, race={"WHITE": 0.5, "BLACK": 0.2, "ASIAN": 0.2, "HISPANIC": 0.1})
+    assert Counter(p.demographics["sex"] for p in cohort) == {"F": 21, "M": 9}
+    assert Counter(p.demographics["race"] for p in cohort) == {"WHITE": 15, "BLACK": 6, "ASIAN": 6, "HISPANIC": 3}
+    cells = Counter((p.demographics["sex"], p.demographics["race"]) for p in cohort)
+    assert all(abs(cells[(s, r)] - 30 * sp * rp) < 1.5 for s, sp in {"F": 0.7, "M": 0.3}.items()
+               for r, rp in {"WHITE": 0.5, "BLACK": 0.2, "ASIAN": 0.2, "HISPANIC": 0.1}.items())
+
+
+def test_ties_are_broken_by_the_seed_not_by_category_order():
+    firsts = {patients(size=1, seed=seed)[0].demographics["sex"] for seed in range(20)}
+    assert firsts == {"F", "M"}

@@ -32,8 +32,13 @@ def test_the_cohort_list_shows_only_my_cohorts(browser, researcher, db):
 
     grant_tier(other, "generate")
     services.request_cohort(user=other, data=cohort_request(name="Theirs"), enqueue=False)
+    newer = services.run_cohort_inline(
+        services.request_cohort(user=researcher, data=cohort_request(name="Newer", size=1), enqueue=False)
+    )
     page = browser.get(reverse("cohort-list")).content.decode()
     assert mine.name in page and "Theirs" not in page
+    assert page.index(newer.name) < page.index(mine.name)  # newest first
+    assert "100%" in page and "0%" in page  # share done per cohort
 
 
 def test_pages_need_the_generate_capability(client, db):

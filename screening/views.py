@@ -1,0 +1,100 @@
+"""Privacy reviewers' pages: the quarantine, one flagged image beside its training match, the indexes.
+
+Only staff (with two-factor authentication, as every staff page) see them; any other signed-in
+user gets 404. Every look at a quarantined image or a training image is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import wraps
+
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from access.decorators import staff_2fa_redirect
+
+from . import imaging, selectors, services
+from .models import ScreeningIndex
+
+
+def privacy_reviewer_required(view):
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        user = request.user
+        if user.is_authenticated and not user.is_staff:
+            raise Http404("No such page.")
+        response = staff_2fa_redirect(request)
+        if response is not None:
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _quarantined(pk):
+    return get_object_or_404(selectors.quarantined_records(), pk=pk)
+
+
+@require_GET
+@privacy_reviewer_required
+def quarantine(request):
+    page = Paginator(selectors.quarantined_records(), 50).get_page(request.GET.get("page"))
+    return render(request, "screening/quarantine.html", {"page": page})
+
+
+@require_GET
+@privacy_reviewer_required
+def record_detail(request, pk: int):
+    record = _quarantined(pk)
+    services.record_quarantine_view(user=request.user, record=record, what="quarantine", request=request)
+    return render(request, "screening/record_detail.html", {"record": record})
+
+
+def _png(data: bytes) -> HttpResponse:
+    response = HttpResponse(data, content_type="image/png")
+    response["Cache-Control"] = "private, no-store"
+    response["Content-Disposition"] = "inline"
+    return response
+
+
+@require_GET
+@privacy_reviewer_required
+def synthetic_image(request, pk: int):
+    record = _quarantined(pk)
+    if not record.image.image:
+        raise Http404("The image file is missing.")
+    services.record_quarantine_view(user=request.user, record=record, what="synthetic_image", request=request)
+    with record.image.image.open("rb") as handle:
+        return _png(handle.read())
+
+
+@require_GET
+@privacy_reviewer_required
+def training_match(request, pk: int):
+    """The training radiograph the flagged image matched: the original file when it is still at the
+    path it was indexed from, else the index's 64-pixel thumbnail of it."""
+    record = _quarantined(pk)
+    if record.best_match is None:
+        raise Http404("This image has no training match (it was flagged as a duplicate within its cohort).")
+    try:
+        screener = services.get_screener(record.index)
+    except services.ScreeningIndexMissing:
+        raise Http404("The screening index files are not available.") from None
+    services.record_quarantine_view(user=request.user, record=record, what="training_match", request=request)
+    path = screener.train_path(record.best_match)
+    try:
+        array = imaging.load_gray(path)
+        picture_bytes = imaging.to_png_bytes(imaging.resize(array, 512) if max(array.shape) > 512 else array)
+    except (OSError, imaging.UnreadableImage):
+        picture_bytes = imaging.to_png_bytes(screener.train_thumbnail(record.best_match))
+    return _png(picture_bytes)
+
+
+@require_GET
+@privacy_reviewer_required
+def index_list(request):
+    indexes = ScreeningIndex.objects.select_related("model_version", "built_by").order_by("model_version__name")
+    return render(request, "screening/index_list.html", {"indexes": indexes})
