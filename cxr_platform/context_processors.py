@@ -11,7 +11,6 @@ from django.urls import NoReverseMatch, reverse
 NAV_ITEMS = [
     ("Access", "access-dashboard", None),
     ("Cohorts", "cohort-list", "generate"),
-    ("Exports", "export-list", "export_dicom"),
     ("Models", "model-list", None),
     ("Review", "review-queue", "staff"),
     ("Screening", "screening-quarantine", "staff"),

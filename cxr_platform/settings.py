@@ -367,6 +367,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every lifecycle has a `status` field; name each enum after its model so the schema is unambiguous.
+    "ENUM_NAME_OVERRIDES": {
+        "AccessRequestStatusEnum": "access.models.AccessRequest.Status",
+        "AccessGrantStatusEnum": "access.models.AccessGrant.Status",
+        "CohortStatusEnum": "generation.models.Cohort.Status",
+        "GenerationBatchStatusEnum": "generation.models.GenerationBatch.Status",
+        "SyntheticImageStatusEnum": "generation.models.SyntheticImage.Status",
+        "ModelVersionStatusEnum": "registry.models.ModelVersion.Status",
+        "ExportStatusEnum": "exports.models.Export.Status",
+        "ScreeningIndexStatusEnum": "screening.models.ScreeningIndex.Status",
+    },
 }
 
 # --- generation: periodic reconciler (re-enqueues batches whose worker died) ----------------------
