@@ -6,7 +6,6 @@ user gets 404. Every look at a quarantined image or a training image is written 
 
 from __future__ import annotations
 
-import io
 from functools import wraps
 
 from django.core.paginator import Paginator

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from screening import edits, imaging
+from screening import imaging
 from screening.selectors import privacy_summary
 from screening.services import screen_images
 from tests.screening.factories import make_cohort, make_image, noise_image
