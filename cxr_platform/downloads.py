@@ -259,3 +259,27 @@ def file_response(
         return HttpResponse(status=status, headers=headers)
     chunks = _FileChunks(storage.open(name, "rb"), first, length, chunk_size)
     return StreamingHttpResponse(chunks, status=status, headers=headers)
+
+
+def link_holder(request):
+    """Who follows a download link: the session's user, or the owner of a personal API token (curl, wget).
+
+    Returns ``(user, None)``, or ``(None, response)`` with the answer for someone not signed in:
+    401 for a bad token, else the login page.
+    """
+    from django.contrib.auth.views import redirect_to_login
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from cxr_platform.api.authentication import ApiTokenAuthentication
+
+    if request.user.is_authenticated:
+        return request.user, None
+    try:
+        authenticated = ApiTokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        authenticated = None
+    if authenticated:
+        return authenticated[0], None
+    if request.META.get("HTTP_AUTHORIZATION"):
+        return None, HttpResponse("Invalid or revoked API token.\n", status=401, content_type="text/plain; charset=utf-8")
+    return None, redirect_to_login(request.get_full_path())

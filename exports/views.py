@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from rest_framework.exceptions import AuthenticationFailed
 
 from access import capabilities as caps
 from access.policy import require_capability
 from cxr_platform import downloads
-from cxr_platform.api.authentication import ApiTokenAuthentication
 from generation import selectors as generation_selectors
 
 from . import selectors, services, signing
@@ -88,23 +85,11 @@ def issue_link(request, pk):
     return redirect(download_url(export, link.token), permanent=False)
 
 
-def _requesting_user(request):
-    if request.user.is_authenticated:
-        return request.user
-    try:
-        authenticated = ApiTokenAuthentication().authenticate(request)
-    except AuthenticationFailed:
-        return None
-    return authenticated[0] if authenticated else None
-
-
 @require_http_methods(["GET", "HEAD"])
 def download(request, token, file_name):
-    user = _requesting_user(request)
+    user, answer = downloads.link_holder(request)
     if user is None:
-        if request.META.get("HTTP_AUTHORIZATION"):
-            return HttpResponse("Invalid or revoked API token.\n", status=401, content_type="text/plain; charset=utf-8")
-        return redirect_to_login(request.get_full_path())
+        return answer
     try:
         export = services.authorize_download(user=user, token=token, path=file_name)
     except services.ExportRefused as refusal:

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from rest_framework.exceptions import AuthenticationFailed
 
 from cxr_platform import downloads
-from cxr_platform.api.authentication import ApiTokenAuthentication
 
 from . import selectors, services
 
@@ -75,24 +72,11 @@ def issue_link(request, pk, file_pk):
     return redirect(download_url(link.token, model_file.path), permanent=False)
 
 
-def _requesting_user(request):
-    """The session's user, or the owner of a personal API token (for curl and wget)."""
-    if request.user.is_authenticated:
-        return request.user
-    try:
-        authenticated = ApiTokenAuthentication().authenticate(request)
-    except AuthenticationFailed:
-        return None
-    return authenticated[0] if authenticated else None
-
-
 @require_http_methods(["GET", "HEAD"])
 def download(request, token, file_path):
-    user = _requesting_user(request)
+    user, answer = downloads.link_holder(request)
     if user is None:
-        if request.META.get("HTTP_AUTHORIZATION"):
-            return HttpResponse("Invalid or revoked API token.\n", status=401, content_type="text/plain; charset=utf-8")
-        return redirect_to_login(request.get_full_path())
+        return answer
     try:
         model_file = services.authorize_download(user=user, token=token, path=file_path)
         stored = services.open_download(model_file=model_file)

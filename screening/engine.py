@@ -43,6 +43,7 @@ RETRIEVAL_VARIANTS = (  # (rotation, zoom, shift) applied to the query before th
     (0.0, 1.0, (0, 0)), (6.0, 1.0, (0, 0)), (-6.0, 1.0, (0, 0)), (0.0, 1.15, (0, 0)), (6.0, 1.15, (0, 0)),
     (-6.0, 1.15, (0, 0)), (0.0, 1.0, (6, 0)), (0.0, 1.0, (-6, 0)), (0.0, 1.0, (0, 6)), (0.0, 1.0, (0, -6)),
     (0.0, 1.0, (6, 6)), (0.0, 1.0, (-6, -6)), (0.0, 1.0, (6, -6)), (0.0, 1.0, (-6, 6)),
+    (0.0, 1.2, (5, 5)), (0.0, 1.2, (-5, -5)), (0.0, 1.2, (5, -5)), (0.0, 1.2, (-5, 5)),
 )
 FUSION_WEIGHTS = {"pearson": 0.3, "ssim": 0.3, "tiled_l2": 0.2, "ratio": 0.2}
 TARGET_FPR = 0.001
@@ -654,12 +655,16 @@ class Screener:
         vectors = self._query_vectors(query.astype(np.float32))
         k_search = min(RETRIEVE_K, self.faiss_index.ntotal)
         sims, ids = self.faiss_index.search(vectors, k_search)
-        ranked: dict[int, float] = {}
+        # Merge the variants' lists by best rank, then similarity: the image a variant ranks first is
+        # always verified, whichever variant undid the edit.
+        ranked: dict[int, tuple] = {}
         for row_s, row_i in zip(sims, ids):
-            for s_, i in zip(row_s, row_i):
-                if i >= 0 and s_ > ranked.get(int(i), -2.0):
-                    ranked[int(i)] = float(s_)
-        train_ids = np.array(sorted(sorted(ranked, key=ranked.get, reverse=True)[:RETRIEVE_K]), dtype=np.int64)
+            for rank, (s_, i) in enumerate(zip(row_s, row_i)):
+                if i >= 0:
+                    key = (rank, -float(s_))
+                    if key < ranked.get(int(i), (k_search, 0.0)):
+                        ranked[int(i)] = key
+        train_ids = np.array(sorted(sorted(ranked, key=ranked.get)[:RETRIEVE_K]), dtype=np.int64)
         candidates = [np.asarray(self.train_verify[train_ids])]
         groups = [np.zeros(len(train_ids), dtype=np.int64)]
         holdout_ids = np.zeros(0, dtype=np.int64)
