@@ -125,3 +125,19 @@ def _age_shares(spec: CohortSpec) -> dict:
             band = age_band(age)
             shares[band] = shares.get(band, 0.0) + b.weight / total / len(ages)
     return shares
+
+
+def privacy_summary(cohort) -> dict:
+    """Screening's summary of the cohort, with the histogram as bar heights for the page."""
+    from screening.selectors import privacy_summary as screening_summary
+
+    summary = screening_summary(cohort)
+    counts = summary["histogram"]["counts"]
+    edges = summary["histogram"]["edges"]
+    tallest = max(counts) if counts and max(counts) else 1
+    summary["bars"] = [
+        {"low": edges[i], "high": edges[i + 1], "count": count, "height": round(100 * count / tallest)}
+        for i, count in enumerate(counts)
+    ]
+    return summary
+

@@ -79,6 +79,7 @@ def cohort_detail(request, pk):
             "gallery_limit": GALLERY_LIMIT,
             "charts": selectors.requested_vs_generated(cohort),
             "failed": selectors.failed_images(cohort)[:200],
+            "privacy": selectors.privacy_summary(cohort),
         },
     )
 

@@ -83,6 +83,15 @@ def test_the_cohort_page_shows_progress_gallery_and_chart(browser, researcher):
     assert image.prompt in page and "Requested versus generated" in page and "2</strong> of 2 done" in page
 
 
+def test_the_cohort_page_shows_the_privacy_summary_of_screening(browser, researcher):
+    cohort = completed_cohort(researcher)
+    response = browser.get(reverse("cohort-detail", args=[cohort.pk]))
+    privacy = response.context["privacy"]
+    assert privacy["screened"] == 2 and privacy["passed"] == 2 and privacy["released_exact_matches"] == 0
+    assert sum(bar["count"] for bar in privacy["bars"]) == 2
+    assert "2 images screened against the model's training radiographs" in response.content.decode()
+
+
 def test_progress_json_reports_counts(browser, researcher):
     cohort = completed_cohort(researcher)
     data = browser.get(reverse("cohort-progress", args=[cohort.pk])).json()
