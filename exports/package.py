@@ -88,6 +88,7 @@ def _sha256_path(path: Path) -> str:
 
 
 _ENCODERS: dict[str, InstanceEncoder] = {}
+ENCODE_CHUNK = 16  # images per task sent to an encoder process
 
 
 def encode_instance(facts: ImageFacts, png: bytes | str, transfer_syntax: str, root: str | None, file_id: tuple):
@@ -109,6 +110,12 @@ def encode_instance(facts: ImageFacts, png: bytes | str, transfer_syntax: str, r
     with open(path, "wb") as handle:
         handle.write(data)
     return hashlib.sha256(data).hexdigest(), records, None
+
+
+def encode_instances(jobs: list[tuple]) -> list:
+    """``encode_instance`` for several images in one call: one round trip to an encoder process per
+    chunk instead of per image (the per-task overhead of a process pool is as large as encoding one)."""
+    return [encode_instance(*job) for job in jobs]
 
 
 @contextmanager
@@ -232,16 +239,28 @@ def write_package(
                 context = multiprocessing.get_context("fork")
                 with _children_allowed(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                     pending: deque = deque()
-                    for facts, file_id, png_name, png_sha, png_bytes in jobs():
-                        future = pool.submit(encode_instance, facts, png_bytes, spec.transfer_syntax, sink.encoder_root,
-                                             file_id)
-                        pending.append((facts, file_id, png_name, png_sha, future))
-                        while len(pending) >= workers * 4:
-                            facts_, file_id_, png_name_, png_sha_, future_ = pending.popleft()
-                            finish(facts_, file_id_, png_name_, png_sha_, future_.result())
-                    while pending:
-                        facts_, file_id_, png_name_, png_sha_, future_ = pending.popleft()
-                        finish(facts_, file_id_, png_name_, png_sha_, future_.result())
+                    chunk: list = []
+
+                    def submit():
+                        jobs_ = [(facts, png, spec.transfer_syntax, sink.encoder_root, file_id)
+                                 for facts, file_id, _, _, png in chunk]
+                        pending.append(([c[:4] for c in chunk], pool.submit(encode_instances, jobs_)))
+                        chunk.clear()
+
+                    def drain(keep: int):
+                        while len(pending) > keep:
+                            meta, future = pending.popleft()
+                            for (facts_, file_id_, png_name_, png_sha_), result in zip(meta, future.result()):
+                                finish(facts_, file_id_, png_name_, png_sha_, result)
+
+                    for job in jobs():
+                        chunk.append(job)
+                        if len(chunk) == ENCODE_CHUNK:
+                            submit()
+                            drain(workers * 2)
+                    if chunk:
+                        submit()
+                    drain(0)
             csv_file.close()
 
             record_spool.seek(0)
