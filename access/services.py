@@ -508,12 +508,16 @@ def revoke_request(*, request_obj: AccessRequest, reviewer, reason: str) -> Acce
     _transition(request_obj, workflow.REVOKE, actor=reviewer, message=reason)
     grant = AccessGrant.objects.select_for_update().filter(request=request_obj).first()
     if grant is not None and grant.status == AccessGrant.Status.ACTIVE:
-        grant.status = AccessGrant.Status.REVOKED
-        grant.revoked_at = timezone.now()
-        grant.revocation_reason = reason.strip()
-        grant.save(update_fields=["status", "revoked_at", "revocation_reason"])
-        record_event("grant.revoked", actor=reviewer, target=grant, details={"tier": grant.tier.slug, "user": grant.user_id, "reason": reason})
+        _mark_revoked(grant, reviewer=reviewer, reason=reason)
     return request_obj
+
+
+def _mark_revoked(grant: AccessGrant, *, reviewer, reason: str) -> None:
+    grant.status = AccessGrant.Status.REVOKED
+    grant.revoked_at = timezone.now()
+    grant.revocation_reason = reason.strip()
+    grant.save(update_fields=["status", "revoked_at", "revocation_reason"])
+    record_event("grant.revoked", actor=reviewer, target=grant, details={"tier": grant.tier.slug, "user": grant.user_id, "reason": reason})
 
 
 @transaction.atomic
@@ -530,11 +534,7 @@ def revoke_grant(*, grant: AccessGrant, reviewer, reason: str) -> AccessGrant:
     grant = AccessGrant.objects.select_for_update().get(pk=grant.pk)
     if grant.status != AccessGrant.Status.ACTIVE:
         raise workflow.TransitionRefused("This grant is not active.")
-    grant.status = AccessGrant.Status.REVOKED
-    grant.revoked_at = timezone.now()
-    grant.revocation_reason = reason.strip()
-    grant.save(update_fields=["status", "revoked_at", "revocation_reason"])
-    record_event("grant.revoked", actor=reviewer, target=grant, details={"tier": grant.tier.slug, "user": grant.user_id, "reason": reason})
+    _mark_revoked(grant, reviewer=reviewer, reason=reason)
     return grant
 
 
