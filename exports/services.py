@@ -219,6 +219,14 @@ def _claim(export_id: int) -> Export | None:
         return export
 
 
+class _BuiltFile(File):
+    """The built zip, offered to storage as a finished temporary file: local storage then moves it into
+    place (a rename on the same filesystem) instead of copying hundreds of megabytes; others upload it."""
+
+    def temporary_file_path(self) -> str:
+        return self.file.name
+
+
 def build_export(export_id: int, *, workers: int | None = None) -> str:
     """Build the package of a queued export into storage as a zip. Returns the final status."""
     export = _claim(export_id)
@@ -239,14 +247,14 @@ def build_export(export_id: int, *, workers: int | None = None) -> str:
                                           transfer_syntax=export.transfer_syntax,
                                           created_by=export.owner.get_username(), on_progress=progress,
                                           workers=workers)
+        size = zip_path.stat().st_size
         with open(zip_path, "rb") as handle:
             sha256 = signing.sha256_file(handle)
         name = f"exports/{export.pk}/{export.download_name}"
         if default_storage.exists(name):
             default_storage.delete(name)
         with open(zip_path, "rb") as handle:
-            stored = default_storage.save(name, File(handle, name=export.download_name))
-        size = zip_path.stat().st_size
+            stored = default_storage.save(name, _BuiltFile(handle, name=export.download_name))
     except Exception as error:  # noqa: BLE001 - any failure ends the export, with a clear message
         logger.exception("export %s failed", export.pk)
         _transition(Export.objects.get(pk=export.pk), Status.FAILED, error=f"The export could not be built: {error}",
