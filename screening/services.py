@@ -285,17 +285,42 @@ def screen_images(images) -> list:
         index = ready_index(cohort.model_version)
         screener = get_screener(index)
         members_ids = {m.pk for m in members}
-        earlier_ids, earlier_vectors = _earlier_fingerprints(cohort_id, members_ids)
+        own_ids, own_vectors = [], []  # this call's images that passed so far
         for image in sorted(members, key=lambda i: (i.index, i.attempt)):
-            verdicts[image.pk] = _screen_one(image, cohort, index, screener, earlier_ids, earlier_vectors)
+            verdicts[image.pk] = _screen_one(image, cohort, index, screener, members_ids, own_ids, own_vectors)
     return [verdicts[image.pk] for image in images]
 
 
-def _screen_one(image, cohort, index, screener, earlier_ids, earlier_vectors) -> ScreeningVerdict:
+# Namespace of the PostgreSQL advisory lock that serialises duplicate decisions per cohort.
+_DUPLICATE_LOCK_CLASS = 7306
+
+
+def _lock_cohort_duplicates(cohort_id: int) -> None:
+    """Two batches of one cohort may be screened at once (two GPU workers): without this each could
+    pass one image of a near-identical pair, neither having seen the other's record yet."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DUPLICATE_LOCK_CLASS, cohort_id])
+
+
+def _screen_one(image, cohort, index, screener, members_ids, own_ids, own_vectors) -> ScreeningVerdict:
     array = _read(image)
-    analysis = screener.analyse(array)
-    thumb = imaging.query_thumbnail(array)
-    vector = fingerprint(thumb)
+    analysis = screener.analyse(array)  # the slow part, outside the lock
+    vector = fingerprint(imaging.query_thumbnail(array))
+    with transaction.atomic():
+        _lock_cohort_duplicates(cohort.pk)
+        other_ids, other_vectors = _earlier_fingerprints(cohort.pk, members_ids)
+        verdict, flagged = _decide_and_record(image, cohort, index, screener, analysis, vector,
+                                              other_ids + own_ids, other_vectors + own_vectors)
+    if not flagged:
+        own_ids.append(image.pk)
+        own_vectors.append(vector)
+    return verdict
+
+
+def _decide_and_record(image, cohort, index, screener, analysis, vector, earlier_ids, earlier_vectors):
     threshold = float(index.threshold)
     match = analysis.train_match
     duplicate_of, duplicate_similarity = None, None
@@ -353,11 +378,9 @@ def _screen_one(image, cohort, index, screener, earlier_ids, earlier_vectors) ->
         "seconds": round(analysis.seconds, 4),
     }
     ScreeningRecord.objects.update_or_create(image=image, defaults=record_fields)
-    if not flagged:
-        earlier_ids.append(image.pk)
-        earlier_vectors.append(vector)
-    return ScreeningVerdict(image_id=image.pk, flagged=flagged, score=float(analysis.train_score), reason=reason,
-                            decision=decision)
+    verdict = ScreeningVerdict(image_id=image.pk, flagged=flagged, score=float(analysis.train_score), reason=reason,
+                               decision=decision)
+    return verdict, flagged
 
 
 def _train_relative_path(screener: engine.Screener, position) -> str:

@@ -73,3 +73,35 @@ def test_duplicates_of_images_screened_in_an_earlier_batch_are_flagged(demo_scre
     later = make_image(cohort, noise_image(8))
     [verdict] = screen_images([later])
     assert verdict.flagged and verdict.decision == "duplicate"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_screened_at_once_do_not_both_release_a_near_identical_pair(demo_screening_index):
+    import threading
+
+    from django.db import connection
+
+    cohort = make_cohort(demo_screening_index.model_version)
+    first = make_image(cohort, noise_image(11))
+    second = make_image(cohort, np.clip(noise_image(11) + 0.01, 0, 1))
+    start = threading.Barrier(2)
+    verdicts, errors = {}, []
+
+    def batch(image):
+        try:
+            start.wait()  # both analyses run at the same time, as on two GPU workers
+            [verdict] = screen_images([image])
+            verdicts[image.pk] = verdict
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=batch, args=(image,)) for image in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert sorted(v.decision for v in verdicts.values()) == ["duplicate", "passed"]
