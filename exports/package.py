@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from cxr_platform.hashing import sha256_path
+
 from . import signing
 from .dicom import TRANSFER_SYNTAXES, ImageFacts
 from .dicomdir import write_dicomdir
@@ -80,11 +83,6 @@ class PackageResult:
     image_count: int
     manifest_sha256: str
     files: int
-
-
-def _sha256_path(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return signing.sha256_file(handle)
 
 
 _ENCODERS: dict[str, InstanceEncoder] = {}
@@ -268,7 +266,7 @@ def write_package(
             del lengths
             (work / "README.md").write_text(data_card(spec, done), encoding="utf-8")
             for name in ("DICOMDIR", "README.md", "manifest.csv"):
-                shas[name] = _sha256_path(work / name)
+                shas[name] = sha256_path(work / name)
                 sink.put_file(name, work / name)
             manifest_bytes = _manifest(shas, spec, row_spool, done)
         sink.put(signing.MANIFEST, manifest_bytes)

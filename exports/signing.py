@@ -26,9 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
 
+from cxr_platform.hashing import sha256_stream as sha256_file  # noqa: F401 - part of this module's API
+
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
-CHUNK = 1024 * 1024
 
 
 class SigningKeyError(Exception):
@@ -78,13 +79,6 @@ def key_fingerprint(pem: str | None = None) -> str:
 def sign(data: bytes, key: Ed25519PrivateKey | None = None) -> bytes:
     """Base64 of the Ed25519 signature of ``data`` (with a trailing newline)."""
     return base64.b64encode((key or private_key()).sign(data)) + b"\n"
-
-
-def sha256_file(fileobj) -> str:
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: fileobj.read(CHUNK), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- Reading a package, folder or zip ----------------------------------------------------------------

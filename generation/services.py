@@ -29,7 +29,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from access import capabilities as caps
@@ -638,11 +638,11 @@ def _images_in(batch: GenerationBatch):
 def _after_interruption(batch: GenerationBatch, target: str, *, error: str = "") -> None:
     with transaction.atomic():
         batch = GenerationBatch.objects.select_for_update(of=("self",)).get(pk=batch.pk)
-        in_progress = list(_images_in(batch).filter(status__in=[ImageStatus.GENERATING, ImageStatus.SCREENING]))
         if target == BatchStatus.FAILED:
             unfinished = list(_images_in(batch).exclude(status__in=[ImageStatus.PASSED, ImageStatus.FAILED]))
             _set_image_status(unfinished, ImageStatus.FAILED, error=error)
         else:
+            in_progress = list(_images_in(batch).filter(status__in=[ImageStatus.GENERATING, ImageStatus.SCREENING]))
             _set_image_status(in_progress, ImageStatus.PENDING)
         _transition_batch(batch, target, error=error)
     if target == BatchStatus.FAILED:
@@ -703,13 +703,15 @@ def finish_cohort_if_done(cohort_id: int) -> None:
         cohort = Cohort.objects.select_for_update().get(pk=cohort_id)
         if cohort.is_terminal or cohort.batches.exclude(status__in=GenerationBatch.TERMINAL).exists():
             return
-        live = _live_images(cohort)
-        passed = live.filter(status=ImageStatus.PASSED).count()
-        flagged = cohort.images.filter(status=ImageStatus.FLAGGED).count()
+        counts = cohort.images.aggregate(
+            passed=Count("pk", filter=Q(status=ImageStatus.PASSED)),
+            flagged=Count("pk", filter=Q(status=ImageStatus.FLAGGED)),
+            failed=Count("pk", filter=Q(status=ImageStatus.FAILED)),
+        )
+        passed, flagged, failed = counts["passed"], counts["flagged"], counts["failed"]
         if passed == cohort.size:
             _transition_cohort(cohort, Status.COMPLETED, actor=None, details={"passed": passed, "flagged": flagged})
         else:
-            failed = live.filter(status=ImageStatus.FAILED).count()
             _fail_cohort(cohort, f"{failed:,} of {cohort.size:,} images failed; the others passed screening.")
 
 

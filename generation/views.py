@@ -68,14 +68,15 @@ def cohort_create(request):
 def cohort_detail(request, pk):
     cohort = _own_cohort(request, pk)
     images = selectors.passed_images(cohort)
+    progress = selectors.cohort_progress(cohort)
     return render(
         request,
         "generation/cohort_detail.html",
         {
             "cohort": cohort,
-            "progress": selectors.cohort_progress(cohort),
+            "progress": progress,
             "images": images[:GALLERY_LIMIT],
-            "image_count": images.count(),
+            "image_count": progress["passed"],
             "gallery_limit": GALLERY_LIMIT,
             "charts": selectors.requested_vs_generated(cohort),
             "failed": selectors.failed_images(cohort)[:200],

@@ -22,13 +22,13 @@ from access import capabilities as caps
 from access.policy import access_policy
 from cxr_platform import downloads
 from cxr_platform.audit.services import record_event
+from cxr_platform.hashing import sha256_stream
 
 from .models import ModelFile, ModelVersion
 from .vocabulary import roentgen_v2_defaults
 
 logger = logging.getLogger(__name__)
 
-HASH_CHUNK_SIZE = 8 * 1024 * 1024
 DEFAULTS_FILE = "generation_defaults.json"
 MODEL_CARD_NAMES = ("README.md", "MODEL_CARD.md", "model_card.md", "README.txt", "README")
 MODEL_CARD_MAX_CHARS = 200_000
@@ -76,16 +76,16 @@ class FileDigest:
 
 def hash_file(path: Path, *, progress: Progress | None = None, label: str = "") -> str:
     """SHA-256 of a file, read in chunks so multi-GB weights never sit in memory."""
-    digest = hashlib.sha256()
     size = path.stat().st_size
     done = 0
+
+    def advanced(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(label or path.name, done, size)
+
     with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_SIZE):
-            digest.update(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(label or path.name, done, size)
-    return digest.hexdigest()
+        return sha256_stream(handle, on_chunk=advanced if progress is not None else None)
 
 
 def model_file_paths(directory: Path) -> list[str]:

@@ -15,7 +15,6 @@ Layout of an index directory (written by :func:`build_index`, read by :class:`Sc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
+
+from cxr_platform.hashing import sha256_path as sha256_of
 
 from . import imaging
 
@@ -59,14 +60,6 @@ class StageBUnavailable(RuntimeError):
 
 
 # --- Stage B: a learned encoder from local weights --------------------------------------------
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class StageBEncoder:

@@ -34,7 +34,7 @@ class CohortListCreateView(CohortApiMixin, generics.ListAPIView):
     serializer_class = CohortSerializer
 
     def get_queryset(self):
-        return selectors.cohorts_of(self.request.user)
+        return selectors.with_progress_counts(selectors.cohorts_of(self.request.user))
 
     @extend_schema(request=CohortRequestSerializer, responses={201: CohortSerializer})
     def post(self, request):

@@ -49,8 +49,7 @@ class Command(BaseCommand):
             services.run_cohort_inline(cohort, on_progress=lambda: self._report(cohort))
         elif not options["no_wait"]:
             while True:
-                cohort.refresh_from_db()
-                self._report(cohort)
+                self._report(cohort)  # refreshes the cohort
                 if cohort.is_terminal:
                     break
                 time.sleep(2)
