@@ -68,11 +68,6 @@ def dicom_text(value, limit: int | None = None) -> str:
     return text[:limit].rstrip() if limit else text
 
 
-def _code_string(value, limit: int = 16) -> str:
-    cleaned = "".join(ch if (ch.isalnum() or ch in " _") else "_" for ch in dicom_text(value).upper())
-    return cleaned[:limit].strip()
-
-
 @dataclass(frozen=True)
 class ImageFacts:
     """What one exported image says about itself."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,9 +29,10 @@ from access import capabilities as caps
 from access.policy import AccessDenied, access_policy, require_capability
 from cxr_platform import downloads
 from cxr_platform.audit.services import record_event
+from cxr_platform.hashing import sha256_path
 from generation.models import Cohort
 
-from . import selectors, signing
+from . import selectors
 from .dicom import TRANSFER_SYNTAXES, ImageFacts
 from .models import Export
 from .package import PackageImage, PackageSpec, ZipSink, write_package
@@ -248,8 +248,7 @@ def build_export(export_id: int, *, workers: int | None = None) -> str:
                                           created_by=export.owner.get_username(), on_progress=progress,
                                           workers=workers)
         size = zip_path.stat().st_size
-        with open(zip_path, "rb") as handle:
-            sha256 = signing.sha256_file(handle)
+        sha256 = sha256_path(zip_path)
         name = f"exports/{export.pk}/{export.download_name}"
         if default_storage.exists(name):
             default_storage.delete(name)
@@ -274,12 +273,6 @@ def build_export(export_id: int, *, workers: int | None = None) -> str:
 # --- Downloading ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IssuedLink:
-    token: str
-    expires_at: object
-
-
 def _check_downloadable(user, export: Export) -> None:
     if export.owner_id != getattr(user, "pk", None):
         raise ExportRefused("Not found.", status=404)
@@ -293,7 +286,7 @@ def _check_downloadable(user, export: Export) -> None:
         raise ExportRefused("This export is not ready yet.", status=409)
 
 
-def issue_download_link(*, user, export: Export) -> IssuedLink:
+def issue_download_link(*, user, export: Export) -> downloads.SignedLink:
     _check_downloadable(user, export)
     ttl = setting("DOWNLOAD_LINK_TTL_SECONDS", 3600)
     if export.expires_at:
@@ -301,15 +294,14 @@ def issue_download_link(*, user, export: Export) -> IssuedLink:
     link = downloads.sign_link(purpose=LINK_PURPOSE, user=user, object_id=export.pk, path=export.download_name,
                                ttl_seconds=ttl)
     record_event("export.link_issued", actor=user, target=export, details={"expires_at": link.expires_at.isoformat()})
-    return IssuedLink(token=link.token, expires_at=link.expires_at)
+    return link
 
 
 def authorize_download(*, user, token: str, path: str) -> Export:
     """The export a link is for, after checking the link (this user, not expired) and the
     export's own policy now (owner, capability, ready, not expired)."""
     try:
-        claim = downloads.read_link(token, purpose=LINK_PURPOSE)
-        downloads.verify_link(token, purpose=LINK_PURPOSE, user=user, object_id=claim.object_id, path=path)
+        claim = downloads.verify_link(token, purpose=LINK_PURPOSE, user=user, path=path)
     except downloads.LinkError as error:
         raise ExportRefused(str(error), status=error.status) from None
     export = Export.objects.select_related("cohort__model_version").filter(pk=int(claim.object_id)).first()

@@ -309,9 +309,9 @@ def calibrate(directory: Path, meta: dict, *, encoder=None, progress=True) -> di
     if not holdout_n:
         return {"stage_a": {"threshold": None, "method": "none", "holdout_n": 0}, "stage_b": None,
                 "note": "No holdout images: screening refuses to run until the index is rebuilt with --holdout."}
-    verify = np.load(directory / "holdout_verify.npy")
+    verify = screener.holdout_verify
     bar = _progress(holdout_n, "calibrating", progress)
-    scores, b_scores = [], []
+    scores = []
     for i in range(holdout_n):
         result = screener.analyse_thumbnail(verify[i])
         scores.append(result.train_score)

@@ -82,9 +82,3 @@ class ScreeningRecord(models.Model):
 
     def __str__(self):
         return f"Screening of image {self.image_id}: {self.decision}"
-
-    @property
-    def closer_to_train(self) -> bool | None:
-        if self.holdout_score is None:
-            return None
-        return self.score > self.holdout_score

@@ -307,8 +307,9 @@ def _lock_cohort_duplicates(cohort_id: int) -> None:
 
 def _screen_one(image, cohort, index, screener, members_ids, own_ids, own_vectors) -> ScreeningVerdict:
     array = _read(image)
-    analysis = screener.analyse(array)  # the slow part, outside the lock
-    vector = fingerprint(imaging.query_thumbnail(array))
+    thumb = imaging.query_thumbnail(array)
+    analysis = screener.analyse_thumbnail(thumb, array=array)  # the slow part, outside the lock
+    vector = fingerprint(thumb)
     with transaction.atomic():
         _lock_cohort_duplicates(cohort.pk)
         other_ids, other_vectors = _earlier_fingerprints(cohort.pk, members_ids)

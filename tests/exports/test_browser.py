@@ -41,7 +41,6 @@ def test_export_in_the_browser_with_live_progress_and_download(live_server, cele
     user = UserFactory()
     grant_tier(user, "export")
     cohort = make_cohort(user, demo_model_version, pngs=array_pngs(40, size=64))
-    celery_worker_process(EXPORT_WORKERS=1)
     cookie = {**browser_session(user), "url": live_server.url}  # the ORM is off limits inside playwright's loop
 
     with playwright.sync_playwright() as p:
@@ -57,6 +56,10 @@ def test_export_in_the_browser_with_live_progress_and_download(live_server, cele
             page.goto(f"{live_server.url}/exports/cohorts/{cohort.pk}/")
             page.check("input[name=include_png]")
             page.click("#export-button")
+            # The worker starts only once the page shows the queued export, so the build can't finish
+            # before the browser has seen it waiting (a warm worker builds 40 small images in well under a second).
+            page.locator(".export-status", has_text="Queued").wait_for(timeout=30_000)
+            celery_worker_process(EXPORT_WORKERS=1)
             # The row polls progress.json and reloads when the export is ready.
             page.locator("button.export-download").wait_for(timeout=120_000)
             assert "Queued" in shown or "Building" in shown, shown
