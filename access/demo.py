@@ -15,7 +15,7 @@ from django.utils import timezone
 from . import services
 from .credentials import agreements_to_sign, current_credentials, physionet_attested
 from .defaults import seed_defaults
-from .models import AccessGrant, AccessRequest, Agreement, AgreementVersion, Tier
+from .models import OPEN_STATUSES, AccessGrant, AccessRequest, Agreement, AgreementVersion, Tier
 
 DEMO_ACCOUNTS = [
     # username, e-mail, staff, superuser
@@ -85,7 +85,7 @@ def _ensure_grant(user, reviewer, slug: str) -> None:
     if AccessGrant.objects.filter(user=user, tier=tier, status=AccessGrant.Status.ACTIVE).exists():
         return
     request_obj = (
-        AccessRequest.objects.filter(user=user, tier=tier, status__in=services.workflow_open_statuses()).first()
+        AccessRequest.objects.filter(user=user, tier=tier, status__in=OPEN_STATUSES).first()
         or services.create_request(user=user, tier=tier, justification="Demo account: evaluating synthetic cohorts.")
     )
     if request_obj.status in (AccessRequest.Status.DRAFT, AccessRequest.Status.CHANGES_REQUESTED):

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from . import capabilities as caps
 from .credentials import agreements_to_sign, current_credentials, latest_attestation, physionet_attested, valid_certificate
-from .models import AccessGrant, AccessRequest, AgreementSignature, AgreementVersion, Tier, TrainingCertificate
+from .models import OPEN_STATUSES, AccessGrant, AccessRequest, AgreementSignature, AgreementVersion, Tier, TrainingCertificate
 from .policy import access_policy
 
 S = AccessRequest.Status
@@ -37,19 +37,12 @@ def active_tiers() -> QuerySet[Tier]:
     return Tier.objects.filter(is_active=True).order_by("ordering", "name")
 
 
-def tier_by_slug(slug) -> Tier:
-    tier = active_tiers().filter(slug=str(slug)).first()
-    if tier is None:
-        raise Http404("No such tier.")
-    return tier
-
-
 def tier_overview(user) -> list[dict]:
     """For each active tier: whether the user holds it, their open request, and what they still lack."""
     policy = access_policy(user)
     held = {g.tier_id for g in policy.grants}
     open_requests = {
-        r.tier_id: r for r in requests_of(user).filter(status__in=[S.DRAFT, S.SUBMITTED, S.CHANGES_REQUESTED, S.RESUBMITTED])
+        r.tier_id: r for r in requests_of(user).filter(status__in=OPEN_STATUSES)
     }
     return [
         {

@@ -27,6 +27,7 @@ from . import capabilities as caps
 from . import certificates, encryption, workflow
 from .credentials import current_credentials, ready_to_submit
 from .models import (
+    OPEN_STATUSES,
     AccessGrant,
     AccessRequest,
     Agreement,
@@ -379,11 +380,6 @@ def _locked(request_obj: AccessRequest) -> AccessRequest:
     return AccessRequest.objects.select_for_update().select_related("tier", "user").get(pk=request_obj.pk)
 
 
-def workflow_open_statuses():
-    """Statuses of a request still in progress (at most one per user and tier)."""
-    return [S.DRAFT, S.SUBMITTED, S.CHANGES_REQUESTED, S.RESUBMITTED]
-
-
 @transaction.atomic
 def create_request(*, user, tier: Tier, justification: str) -> AccessRequest:
     if not tier.is_active:
@@ -391,7 +387,7 @@ def create_request(*, user, tier: Tier, justification: str) -> AccessRequest:
     if not (justification or "").strip():
         raise ValidationError("Say why you need this tier, and for which project.")
     User.objects.select_for_update().get(pk=user.pk)  # one open request per tier, even under double clicks
-    if AccessRequest.objects.filter(user=user, tier=tier, status__in=[*workflow_open_statuses(), S.APPROVED]).exists():
+    if AccessRequest.objects.filter(user=user, tier=tier, status__in=[*OPEN_STATUSES, S.APPROVED]).exists():
         raise ValidationError(f"You already have an open or approved request for the {tier.name} tier.")
     request_obj = AccessRequest.objects.create(user=user, tier=tier, justification=justification.strip())
     RequestEvent.objects.create(request=request_obj, actor=user, action="create", from_status="", to_status=S.DRAFT)

@@ -331,11 +331,22 @@ def can_download(user, model_version: ModelVersion) -> bool:
 
 def issue_download_link(*, user, model_file: ModelFile, ttl_seconds: int | None = None) -> downloads.SignedLink:
     """A signed link for ``user`` to fetch one file, after checking they may; audited."""
-    model_version = model_file.model_version
+    [link] = issue_download_links(user=user, model_version=model_file.model_version, files=[model_file],
+                                  ttl_seconds=ttl_seconds)
+    return link
+
+
+def issue_download_links(*, user, model_version: ModelVersion, files, ttl_seconds: int | None = None) -> list:
+    """Signed links for several files of one version, with one access check for all of them; each audited."""
     if model_version.status == Status.WITHDRAWN:
         raise DownloadRefused(f"{model_version} has been withdrawn and cannot be downloaded.", status=410)
-    if not can_download(user, model_version):
-        raise DownloadRefused(access_policy(user).explain_denial(caps.DOWNLOAD_WEIGHTS))
+    policy = access_policy(user)
+    if not policy.can(caps.DOWNLOAD_WEIGHTS, model_version):
+        raise DownloadRefused(policy.explain_denial(caps.DOWNLOAD_WEIGHTS))
+    return [_sign_and_audit(user, model_version, model_file, ttl_seconds) for model_file in files]
+
+
+def _sign_and_audit(user, model_version: ModelVersion, model_file: ModelFile, ttl_seconds) -> downloads.SignedLink:
     link = downloads.sign_link(
         purpose=WEIGHTS_LINK_PURPOSE, user=user, object_id=model_version.pk, path=model_file.path, ttl_seconds=ttl_seconds
     )
@@ -371,8 +382,9 @@ def authorize_download(*, user, token: str, path: str) -> ModelFile:
         message = f"{model_version} has been withdrawn and can no longer be downloaded."
         _refused(user, model_file, "withdrawn", message)
         raise DownloadRefused(message, status=410)
-    if not can_download(user, model_version):
-        message = "Your access no longer covers downloading these weights. " + access_policy(user).explain_denial(caps.DOWNLOAD_WEIGHTS)
+    policy = access_policy(user)
+    if not policy.can(caps.DOWNLOAD_WEIGHTS, model_version):
+        message = "Your access no longer covers downloading these weights. " + policy.explain_denial(caps.DOWNLOAD_WEIGHTS)
         _refused(user, model_file, "no_grant", message)
         raise DownloadRefused(message)
     return model_file

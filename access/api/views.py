@@ -18,11 +18,9 @@ from .serializers import (
 )
 
 
-def _images_used_today(user) -> int | None:
-    try:
-        from generation.services import images_reserved
-    except ImportError:  # generation not installed in this deployment
-        return None
+def _images_used_today(user) -> int:
+    from generation.services import images_reserved  # imported late: generation imports access
+
     return images_reserved(user)
 
 

@@ -33,12 +33,13 @@ class ModelFilesView(APIView):
         version = selectors.usable_version(request.user, pk)
         if not services.can_download(request.user, version):
             raise PermissionDenied("Your access does not include downloading the weights of this model version.")
+        model_files = list(version.files.all())
+        try:
+            links = services.issue_download_links(user=request.user, model_version=version, files=model_files)
+        except services.DownloadRefused as refusal:
+            raise PermissionDenied(refusal.message) from None
         files = []
-        for model_file in version.files.all():
-            try:
-                link = services.issue_download_link(user=request.user, model_file=model_file)
-            except services.DownloadRefused as refusal:
-                raise PermissionDenied(refusal.message) from None
+        for model_file, link in zip(model_files, links, strict=True):
             files.append(
                 {
                     "path": model_file.path,
@@ -54,7 +55,7 @@ class ModelFilesView(APIView):
             "version": version.version,
             "status": version.status,
             "total_size": version.total_size,
-            "sha256sums": services.sha256sums(version.files.all()),
+            "sha256sums": services.sha256sums(model_files),
             "files": files,
         }
         return Response(ModelFilesSerializer(data).data)
