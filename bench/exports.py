@@ -2,11 +2,11 @@
 
 Builds a throw-away platform (SQLite, temp media), registers the demo pipeline, stores a
 cohort of passed images whose PNGs are the shared real chest X-rays resized to ``--px``
-(512 px, RoentGen's output size; noise if the shared images are missing), and runs the real
-export service (``exports.services.build_export``: DICOM encoding in encoder processes,
-DICOMDIR, manifest, signature, stored zip) for each size in ``--sizes``. While it runs, RSS of
-the process and its encoder children is sampled every 10 ms and tracemalloc traces Python
-allocations of the main process. Flat memory: the peaks do not grow with the cohort size.
+(512 px, RoentGen's output size; noise if the shared images are missing), written as generation
+writes them (``cxr_platform.png``), and runs the real
+export service (``exports.services.build_export``: DICOM encoding in encoder threads,
+DICOMDIR, manifest, signature, stored zip) for each size in ``--sizes``. While it runs, the RSS of
+the process is sampled every 50 ms and tracemalloc traces its Python allocations. Flat memory: the peaks do not grow with the cohort size.
 
     .venv/bin/python bench/exports.py [--sizes 500,2000] [--px 512] [--workers 0]
 
@@ -16,7 +16,6 @@ Target (issue 7): >= 250 files/s for 2,000 images, memory flat as the cohort gro
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import sys
@@ -34,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500,2000", help="comma-separated cohort sizes")
     parser.add_argument("--px", type=int, default=512)
-    parser.add_argument("--workers", type=int, default=0, help="encoder processes (0: settings default)")
+    parser.add_argument("--workers", type=int, default=0, help="encoder threads (0: settings default)")
     parser.add_argument("--transfer-syntax", default="explicit", choices=["explicit", "rle"])
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cxr-bench-exports-"))
@@ -60,20 +59,17 @@ def _pngs(px: int) -> list[bytes]:
     import numpy as np
     from PIL import Image
 
+    from cxr_platform.png import encode_gray_png, picture_to_png
+
     shared = Path(os.environ.get("CXR_PUBLIC_DIR", ROOT.parent / "shared" / "data" / "cxr_public")) / "images"
     sources = sorted(shared.glob("*.png"))[:60] if shared.is_dir() else []
     out = []
-    for source in sources:
+    for source in sources:  # stored the way generation stores its images
         with Image.open(source) as picture:
-            buffer = io.BytesIO()
-            picture.convert("L").resize((px, px)).save(buffer, format="PNG")
-            out.append(buffer.getvalue())
+            out.append(picture_to_png(picture.convert("L").resize((px, px))))
     if not out:
         rng = np.random.default_rng(0)
-        for _ in range(8):
-            buffer = io.BytesIO()
-            Image.fromarray((rng.random((px, px)) * 255).astype(np.uint8)).save(buffer, format="PNG")
-            out.append(buffer.getvalue())
+        out = [encode_gray_png((rng.random((px, px)) * 255).astype(np.uint8)) for _ in range(8)]
     return out
 
 
@@ -106,7 +102,7 @@ def run(workdir: Path, sizes: list[int], px: int, transfer_syntax: str) -> None:
     AccessGrant.objects.create(user=user, tier=tier, granted_at=now, expires_at=now + timezone.timedelta(days=1))
     pngs = _pngs(px)
     print(f"{len(pngs)} source PNGs of {px}x{px} px ({sum(map(len, pngs)) / len(pngs) / 1024:.0f} KiB each), "
-          f"encoder processes: {_worker_count(None)}, CPUs: {os.cpu_count()}, "
+          f"encoder threads: {_worker_count(None)}, CPUs: {os.cpu_count()}, "
           f"transfer syntax: {transfer_syntax}")
 
     process = psutil.Process()
@@ -130,15 +126,7 @@ def run(workdir: Path, sizes: list[int], px: int, transfer_syntax: str) -> None:
         done = threading.Event()
 
         def total_rss():
-            """RSS of this process + unique memory (USS) of the encoder processes: their pages
-            shared with this one (forked) are not counted twice."""
-            rss = process.memory_info().rss
-            for child in process.children(recursive=True):
-                try:
-                    rss += child.memory_full_info().uss
-                except psutil.Error:
-                    pass
-            return rss
+            return process.memory_info().rss  # the encoders are threads of this process
 
         def sample():
             while not done.is_set():
@@ -154,7 +142,7 @@ def run(workdir: Path, sizes: list[int], px: int, transfer_syntax: str) -> None:
         status = services.build_export(export.pk)
         elapsed = time.perf_counter() - t0
         cpu1 = os.times()
-        cpu = sum(getattr(cpu1, f) - getattr(cpu0, f) for f in ("user", "system", "children_user", "children_system"))
+        cpu = sum(getattr(cpu1, f) - getattr(cpu0, f) for f in ("user", "system"))
         done.set()
         sampler.join()
         _, traced = tracemalloc.get_traced_memory()
@@ -171,8 +159,8 @@ def run(workdir: Path, sizes: list[int], px: int, transfer_syntax: str) -> None:
             default_storage.delete(image)
     print("build s: the whole export task (DICOM encoding straight into the stored zip, DICOMDIR, manifest, "
           "signature, SHA-256 of the zip, saving it to storage); files/s = images / build s. CPU s: CPU time of it, "
-          "this process and its encoder processes; files/CPU-s x free cores estimates files/s on an idle machine. "
-          "peak: RSS of this process + USS of the encoder processes, sampled every 50 ms.")
+          "all threads of this process; files/CPU-s x free cores estimates files/s on an idle machine. "
+          "peak: RSS of this process, sampled every 50 ms.")
 
 
 if __name__ == "__main__":

@@ -417,7 +417,7 @@ PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 60 * 60 * 24)
 # --- exports (issue 7) -------------------------------------------------------------------------------
 EXPORT_RETENTION_SECONDS = env_int("EXPORT_RETENTION_SECONDS", 7 * 24 * 3600)  # packages deleted after this
 EXPORT_TRANSFER_SYNTAX = env("EXPORT_TRANSFER_SYNTAX", "explicit")  # explicit | rle (RLE Lossless)
-EXPORT_WORKERS = env_int("EXPORT_WORKERS", 0)  # DICOM encoder processes per export; 0 = min(8, CPUs)
+EXPORT_WORKERS = env_int("EXPORT_WORKERS", 0)  # DICOM encoder threads per export; 0 = min(4, CPUs)
 CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "exports.tasks.expire_exports", "schedule": 900.0}
 
 # --- Screening (screening app) -------------------------------------------------------------------

@@ -21,6 +21,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -98,19 +99,20 @@ class ImageFacts:
     def patient_name(self) -> str:
         return f"SYNTHETIC^C{self.cohort_id}P{self.index:06d}"
 
+    # The three UIDs below are cached: each is a UUID5, asked for several times per exported file.
     def uid(self, kind: str) -> str:
         return reproducible_uid(self.namespace, "mv", self.model_version_id, "cohort", self.cohort_id, "image",
                                 self.image_id, kind)
 
-    @property
+    @cached_property
     def study_uid(self) -> str:
         return self.uid("study")
 
-    @property
+    @cached_property
     def series_uid(self) -> str:
         return self.uid("series")
 
-    @property
+    @cached_property
     def sop_instance_uid(self) -> str:
         return self.uid("instance")
 
@@ -233,7 +235,9 @@ def image_dataset(facts: ImageFacts, pixels: np.ndarray, *, transfer_syntax: str
         ds.PixelData = pixels.tobytes()
         ds["PixelData"].VR = "OB"
     else:
-        ds.compress(ts_uid, pixels, encoding_plugin="pydicom")
+        # pydicom gives a compressed dataset a new random SOP Instance UID unless told not to; the
+        # UID must stay the reproducible one that the manifest and the DICOMDIR name.
+        ds.compress(ts_uid, pixels, encoding_plugin="pydicom", generate_instance_uid=False)
     return ds
 
 

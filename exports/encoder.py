@@ -15,13 +15,14 @@ from __future__ import annotations
 import io
 import json
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import dcmwrite, write_data_element
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, SecondaryCaptureImageStorage
 
-from .dicom import PRIVATE_ELEMENTS, PRIVATE_GROUP, ImageFacts, dicom_age, dicom_text, image_dataset
+from .dicom import PRIVATE_ELEMENTS, PRIVATE_GROUP, TRANSFER_SYNTAXES, ImageFacts, dicom_age, dicom_text, image_dataset
 
 _LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"}
 _PRIVATE_BASE = (PRIVATE_GROUP << 16) | 0x1000  # block reserved at 0x10 by the private creator
@@ -90,28 +91,76 @@ def _export_key(facts: ImageFacts) -> tuple:
             facts.cohort_name, facts.created)
 
 
+def _joined(*elements: tuple[int, str, object]) -> bytes:
+    return b"".join(element(*e) for e in elements)
+
+
+@dataclass(frozen=True)
+class _ExportConstants:
+    """The encoded bytes every instance (and every DICOMDIR record group) of one export shares."""
+
+    dataset: list[tuple[int, bytes]]  # (tag, encoded element), excluding the per-image ones
+    meta_head: bytes  # meta elements before Media Storage SOP Instance UID
+    meta_tail: bytes  # meta elements after it
+    patient_head: bytes
+    study_head: bytes
+    study_tail: bytes
+    series_head: bytes
+    series_tail: bytes
+    image_head: bytes
+    image_middle: bytes  # between the Referenced File ID and the Referenced SOP Instance UID
+    image_tail: bytes
+
+
 class InstanceEncoder:
-    """Encodes the instances of one export; caches the elements common to all of them."""
+    """Encodes the instances of one export and their DICOMDIR records; encodes what they all share
+    once. Safe to share between threads (the cache is replaced whole, never mutated)."""
 
     def __init__(self, transfer_syntax: str = "explicit"):
         self.transfer_syntax = transfer_syntax
-        self._key = None
-        self._constant: list[tuple[int, bytes]] = []
+        self.transfer_syntax_uid = TRANSFER_SYNTAXES[transfer_syntax]
+        self._cache: tuple[tuple, _ExportConstants] | None = None
 
-    def _constants(self, facts: ImageFacts) -> list[tuple[int, bytes]]:
+    def _constants(self, facts: ImageFacts) -> _ExportConstants:
         key = _export_key(facts)
-        if key != self._key:
-            reference = image_dataset(facts, np.zeros((1, 1), dtype=np.uint8))
-            constant = []
-            for elem in reference:
-                if int(elem.tag) in _PER_IMAGE_TAGS:
-                    continue
-                fp = DicomBytesIO()
-                fp.is_little_endian, fp.is_implicit_VR = True, False
-                write_data_element(fp, elem)
-                constant.append((int(elem.tag), fp.getvalue()))
-            self._key, self._constant = key, constant
-        return self._constant
+        cache = self._cache
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        reference = image_dataset(facts, np.zeros((1, 1), dtype=np.uint8))
+        dataset = []
+        for elem in reference:
+            if int(elem.tag) in _PER_IMAGE_TAGS:
+                continue
+            fp = DicomBytesIO()
+            fp.is_little_endian, fp.is_implicit_VR = True, False
+            write_data_element(fp, elem)
+            dataset.append((int(elem.tag), fp.getvalue()))
+
+        def record_head(kind: str) -> bytes:
+            return _joined((0x00041400, "UL", 0), (0x00041410, "US", 0xFFFF), (0x00041420, "UL", 0),
+                           (0x00041430, "CS", kind), charset)
+
+        charset = (0x00080005, "CS", "ISO_IR 100")
+        constants = _ExportConstants(
+            dataset=dataset,
+            meta_head=_joined((0x00020001, "OB", b"\x00\x01"), (0x00020002, "UI", SecondaryCaptureImageStorage)),
+            meta_tail=_joined((0x00020010, "UI", self.transfer_syntax_uid),
+                              (0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID), (0x00020013, "SH", "CXR_PLATFORM_1")),
+            patient_head=record_head("PATIENT"),
+            study_head=record_head("STUDY") + _joined(
+                (0x00080020, "DA", facts.created.strftime("%Y%m%d")), (0x00080030, "TM", facts.created.strftime("%H%M%S")),
+                (0x00080050, "SH", ""),
+                (0x00081030, "LO", dicom_text(f"SYNTHETIC chest X-ray, cohort {facts.cohort_id}", 64))),
+            study_tail=element(0x00200010, "SH", dicom_text(f"C{facts.cohort_id}", 16)),
+            series_head=record_head("SERIES") + element(0x00080060, "CS", "OT"),
+            series_tail=element(0x00200011, "IS", "1"),
+            image_head=_joined((0x00041400, "UL", 0), (0x00041410, "US", 0xFFFF), (0x00041420, "UL", 0),
+                               (0x00041430, "CS", "IMAGE")),
+            image_middle=element(0x00041510, "UI", SecondaryCaptureImageStorage),
+            image_tail=_joined((0x00041512, "UI", self.transfer_syntax_uid), charset, (0x00200013, "IS", "1")),
+        )
+        self._cache = (key, constants)
+        return constants
 
     def encode(self, facts: ImageFacts, pixels: np.ndarray) -> bytes:
         """The complete DICOM file (preamble, meta, dataset) for one image."""
@@ -123,17 +172,11 @@ class InstanceEncoder:
         if pixels.ndim != 2:
             raise ValueError("pixels must be a 2-D grayscale array")
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-        items = list(self._constants(facts))
-        items += [(tag, element(tag, vr, value)) for tag, vr, value in per_image_elements(facts, *pixels.shape)]
+        constants = self._constants(facts)
+        items = constants.dataset + [(tag, element(tag, vr, value))
+                                     for tag, vr, value in per_image_elements(facts, *pixels.shape)]
         items.sort(key=lambda item: item[0])
-        meta = b"".join((
-            element(0x00020001, "OB", b"\x00\x01"),
-            element(0x00020002, "UI", SecondaryCaptureImageStorage),
-            element(0x00020003, "UI", facts.sop_instance_uid),
-            element(0x00020010, "UI", ExplicitVRLittleEndian),
-            element(0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID),
-            element(0x00020013, "SH", "CXR_PLATFORM_1"),
-        ))
+        meta = constants.meta_head + element(0x00020003, "UI", facts.sop_instance_uid) + constants.meta_tail
         pixel_bytes = pixels.tobytes()
         pixel_head = struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\x00\x00" + struct.pack("<I", len(pixel_bytes) + len(pixel_bytes) % 2)
         return b"".join((
@@ -142,30 +185,14 @@ class InstanceEncoder:
             pixel_head, pixel_bytes, b"\x00" * (len(pixel_bytes) % 2),
         ))
 
-
-def directory_records(facts: ImageFacts, file_id, transfer_syntax_uid: str) -> tuple[bytes, bytes, bytes, bytes]:
-    """PATIENT, STUDY, SERIES and IMAGE records of one instance, encoded with zero offsets (the
-    same bytes as ``dicomdir.encoded_records`` of its dataset; checked by the tests)."""
-    date = facts.created.strftime("%Y%m%d")
-    time = facts.created.strftime("%H%M%S")
-
-    def head(kind: str) -> list[bytes]:
-        return [element(0x00041400, "UL", 0), element(0x00041410, "US", 0xFFFF), element(0x00041420, "UL", 0),
-                element(0x00041430, "CS", kind)]
-
-    charset = element(0x00080005, "CS", "ISO_IR 100")
-    patient = head("PATIENT") + [charset, element(0x00100010, "PN", facts.patient_name),
-                                 element(0x00100020, "LO", facts.patient_id)]
-    study = head("STUDY") + [
-        charset, element(0x00080020, "DA", date), element(0x00080030, "TM", time), element(0x00080050, "SH", ""),
-        element(0x00081030, "LO", dicom_text(f"SYNTHETIC chest X-ray, cohort {facts.cohort_id}", 64)),
-        element(0x0020000D, "UI", facts.study_uid), element(0x00200010, "SH", dicom_text(f"C{facts.cohort_id}", 16)),
-    ]
-    series = head("SERIES") + [charset, element(0x00080060, "CS", "OT"), element(0x0020000E, "UI", facts.series_uid),
-                               element(0x00200011, "IS", "1")]
-    image = head("IMAGE") + [
-        element(0x00041500, "CS", "\\".join(file_id)), element(0x00041510, "UI", SecondaryCaptureImageStorage),
-        element(0x00041511, "UI", facts.sop_instance_uid), element(0x00041512, "UI", transfer_syntax_uid),
-        charset, element(0x00200013, "IS", "1"),
-    ]
-    return tuple(b"".join(r) for r in (patient, study, series, image))  # type: ignore[return-value]
+    def directory_records(self, facts: ImageFacts, file_id) -> tuple[bytes, bytes, bytes, bytes]:
+        """PATIENT, STUDY, SERIES and IMAGE records of one instance, encoded with zero offsets (the
+        same bytes as ``dicomdir.encoded_records`` of its dataset; checked by the tests)."""
+        c = self._constants(facts)
+        return (
+            c.patient_head + element(0x00100010, "PN", facts.patient_name) + element(0x00100020, "LO", facts.patient_id),
+            c.study_head + element(0x0020000D, "UI", facts.study_uid) + c.study_tail,
+            c.series_head + element(0x0020000E, "UI", facts.series_uid) + c.series_tail,
+            c.image_head + element(0x00041500, "CS", "\\".join(file_id)) + c.image_middle
+            + element(0x00041511, "UI", facts.sop_instance_uid) + c.image_tail,
+        )

@@ -22,7 +22,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from io import BytesIO
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -35,6 +34,7 @@ from django.utils import timezone
 from access import capabilities as caps
 from access.policy import access_policy, require_capability
 from cxr_platform.audit.services import record_event
+from cxr_platform.png import picture_to_png
 from registry.models import ModelVersion
 
 from .models import Cohort, GenerationBatch, SyntheticImage
@@ -533,18 +533,12 @@ class _Heartbeat:
             connection.close()
 
 
-def _png_bytes(picture) -> bytes:
-    buffer = BytesIO()
-    picture.convert("L").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _store_png(image: SyntheticImage, picture) -> None:
     name = f"cohorts/{image.cohort_id}/{image.index:06d}-{image.attempt}.png"
     storage = image.image.storage
     if storage.exists(name):
         storage.delete(name)  # left by a crashed attempt; the same seed makes the same image
-    image.image.save(name, ContentFile(_png_bytes(picture)), save=False)
+    image.image.save(name, ContentFile(picture_to_png(picture)), save=False)
     SyntheticImage.objects.filter(pk=image.pk).update(image=image.image.name)
 
 

@@ -117,7 +117,8 @@ FAMILIES = {**PHOTOMETRIC, **GEOMETRIC, **COMPOSITES}
 
 
 class VaeRoundTrip:
-    """Encode and decode through a model version's own VAE (diffusers layout, local files only)."""
+    """Encode and decode through a model version's own VAE (diffusers layout, local files only), at
+    ``size`` px (default the VAE's sample size): the resolution the model decodes its images at."""
 
     def __init__(self, model_directory, size: int | None = None):
         import torch

@@ -51,7 +51,7 @@ def _as_png_roundtrip(image: np.ndarray) -> np.ndarray:
     return imaging.load_gray(edits._to_pil(image))
 
 
-def evaluate(train_dir, holdout_dir, *, directory=None, vae_dir=None, limit: int | None = None, seed: int = 0,
+def evaluate(train_dir, holdout_dir, *, directory=None, vae_dir=None, vae_size: int | None = None, limit: int | None = None, seed: int = 0,
              families: list[str] | None = None, progress: bool = True, log=lambda message: None) -> dict:
     with tempfile.TemporaryDirectory(prefix="screening-eval-") as scratch:
         directory = Path(directory) if directory else Path(scratch) / "index"
@@ -64,7 +64,7 @@ def evaluate(train_dir, holdout_dir, *, directory=None, vae_dir=None, limit: int
         negatives = np.asarray(meta["calibration"]["stage_a_holdout_scores"], float)
         chosen = dict(edits.FAMILIES)
         if vae_dir:
-            chosen["vae_roundtrip"] = edits.VaeRoundTrip(vae_dir)
+            chosen["vae_roundtrip"] = edits.VaeRoundTrip(vae_dir, size=vae_size)
         if families:
             unknown = set(families) - set(chosen)
             if unknown:

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from cxr_platform.png import encode_gray_png
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff"}
 VERIFY_SIZE = 64  # side of the verification thumbnail kept for every training image
 THUMB_SIZE = 32  # side of the retrieval thumbnail (before PCA)
@@ -218,6 +220,4 @@ def to_png_bytes(verify_or_array: np.ndarray) -> bytes:
     array = np.asarray(verify_or_array)
     if array.dtype != np.uint8:
         array = np.clip(np.rint(np.nan_to_num(array, nan=0.0) * 255.0), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(array, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode_gray_png(array)

@@ -22,7 +22,7 @@ def require_tool(name: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _serial_encoder(settings):
-    """One encoder process unless a test asks for more (forking a pool costs more than 4 images)."""
+    """Encode in the calling thread unless a test asks for encoder threads."""
     settings.EXPORT_WORKERS = 1
 
 

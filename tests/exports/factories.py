@@ -8,7 +8,6 @@ demographics, findings, prompt, seed and sampling shaped as generation.services 
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image
 
+from cxr_platform.png import picture_to_png
 from generation.models import Cohort, SyntheticImage
 
 RACES = ["WHITE", "BLACK", "ASIAN", "HISPANIC"]
@@ -23,9 +23,7 @@ SAMPLING = {"scheduler": "ddim", "steps": 2, "guidance_scale": 4.0, "height": 64
 
 
 def _png(picture: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    picture.convert("L").save(buffer, format="PNG")
-    return buffer.getvalue()
+    return picture_to_png(picture)  # as generation stores them
 
 
 def real_xray_pngs(cxr_public_dir: Path, count: int, size: int = 64) -> list[bytes]:

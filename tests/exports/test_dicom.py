@@ -110,12 +110,13 @@ def test_fast_encoder_writes_exactly_what_pydicom_writes(overrides):
     assert encoder.encode(facts(**overrides), pixels) == expected.getvalue()
 
 
-def test_fast_directory_records_match_pydicoms_record_creators():
-    from pydicom.uid import ExplicitVRLittleEndian
-
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "rle"])
+def test_fast_directory_records_match_pydicoms_record_creators(transfer_syntax):
     from exports.dicomdir import encoded_records
-    from exports.encoder import directory_records
+    from exports.encoder import InstanceEncoder
 
+    encoder = InstanceEncoder(transfer_syntax)
+    encoder.directory_records(facts(image_id=1), ("PT000001", "ST000000", "SE000000", "IM000000"))  # cached
     file_id = ("PT000003", "ST000000", "SE000000", "IM000000")
-    ds = image_dataset(facts(), PIXELS)
-    assert directory_records(facts(), file_id, ExplicitVRLittleEndian) == encoded_records(ds, file_id)
+    ds = image_dataset(facts(), PIXELS, transfer_syntax=transfer_syntax)
+    assert encoder.directory_records(facts(), file_id) == encoded_records(ds, file_id)

@@ -87,6 +87,17 @@ def test_reexport_gives_the_same_uids_and_bytes(xray_cohort, package, tmp_path):
     assert first["files"] == again["files"]
 
 
+def test_rle_files_carry_the_reproducible_uids_of_the_manifest(xray_cohort, tmp_path):
+    # pydicom's compress() would otherwise give every RLE file a fresh random SOP Instance UID.
+    for name in ("first", "again"):
+        services.write_cohort_package(xray_cohort, tmp_path / name, transfer_syntax="rle")
+    manifest = json.loads((tmp_path / "first" / "manifest.json").read_text())
+    for row in manifest["images"]:
+        ds = pydicom.dcmread(tmp_path / "first" / row["file"])
+        assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID == row["sop_instance_uid"]
+    assert (tmp_path / "again" / "manifest.json").read_bytes() == (tmp_path / "first" / "manifest.json").read_bytes()
+
+
 def test_parallel_encoders_write_the_same_package(xray_cohort, package, tmp_path):
     services.write_cohort_package(xray_cohort, tmp_path / "parallel", include_png=True, workers=2)
     assert (tmp_path / "parallel" / "manifest.json").read_bytes() == (package / "manifest.json").read_bytes()

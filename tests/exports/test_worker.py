@@ -20,7 +20,7 @@ def test_worker_builds_the_export_with_progress(celery_worker_process, demo_mode
     user = UserFactory()
     grant_tier(user, "export")
     cohort = make_cohort(user, demo_model_version, pngs=array_pngs(30, size=32))
-    # Two encoder processes inside the prefork pool child, as in production.
+    # Two encoder threads inside the prefork pool child, as in production.
     celery_worker_process(EXPORT_WORKERS=2)
     export = services.request_export(user=user, cohort=cohort)
     seen = set()

@@ -20,23 +20,30 @@ class Command(BaseCommand):
         parser.add_argument("--model-version", help='Model version (id or "name:version") whose VAE makes the '
                                                     "round-trip family")
         parser.add_argument("--vae-dir", help="Or: a diffusers model directory whose vae/ makes the round trip")
+        parser.add_argument("--vae-size", type=int,
+                            help="Round-trip resolution in px (default: the model version's image height, else the "
+                                 "VAE's sample size): the resolution the model decodes its images at")
         parser.add_argument("--limit", type=int, help="Use only the first N training images")
         parser.add_argument("--families", help="Comma-separated edit families (default: all)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **options):
-        vae_dir = options.get("vae_dir")
+        vae_dir, vae_size = options.get("vae_dir"), options.get("vae_size")
         if options.get("model_version"):
             from .build_screening_index import find_model_version
 
-            vae_dir = find_model_version(options["model_version"]).directory
+            version = find_model_version(options["model_version"])
+            vae_dir = version.directory
+            vae_size = vae_size or (version.defaults or {}).get("height")
+        if vae_size is not None and not 8 <= vae_size <= 2048:
+            raise CommandError("--vae-size must be between 8 and 2048 px.")
         for name in ("train", "holdout"):
             if not Path(options[name]).is_dir():
                 raise CommandError(f"--{name} {options[name]} is not a folder.")
         families = [f.strip() for f in options["families"].split(",")] if options.get("families") else None
         try:
-            result = evaluate(options["train"], options["holdout"], vae_dir=vae_dir, limit=options.get("limit"),
+            result = evaluate(options["train"], options["holdout"], vae_dir=vae_dir, vae_size=vae_size, limit=options.get("limit"),
                               seed=options["seed"], families=families, progress=not options["no_progress"])
         except (ValueError, FileNotFoundError, OSError) as exc:
             raise CommandError(str(exc)) from None
