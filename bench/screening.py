@@ -61,11 +61,13 @@ def build(directory: Path, n: int, rng) -> tuple[list[np.ndarray], np.ndarray]:
     for start in range(len(train_real), n, step):
         stop = min(n, start + step)
         verify[start:stop] = synthetic_thumbnails(stop - start, rng)
-    # retrieval descriptors: 32×32 standardised thumbnails (the same maths as imaging.retrieval_vector)
-    vectors = np.empty((n, imaging.THUMB_SIZE ** 2), np.float32)
+    # retrieval descriptors: the standardised centre of 32×32 thumbnails (the maths of imaging.retrieval_vector)
+    crop, side = imaging.RETRIEVAL_CROP, imaging.THUMB_SIZE
+    first = (side - crop) // 2
+    vectors = np.empty((n, crop ** 2), np.float32)
     for start in range(0, n, step):
-        chunk = verify[start : start + step].astype(np.float32).reshape(-1, 32, 2, 32, 2).mean(axis=(2, 4))
-        chunk = chunk.reshape(len(chunk), -1)
+        chunk = verify[start : start + step].astype(np.float32).reshape(-1, side, 2, side, 2).mean(axis=(2, 4))
+        chunk = chunk[:, first : first + crop, first : first + crop].reshape(len(chunk), -1)
         vectors[start : start + step] = imaging.standardise(chunk, axis=1)
     mean, components = engine.fit_pca(vectors)
     projected = engine.project(vectors, mean, components)

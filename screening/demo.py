@@ -12,6 +12,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from . import engine
+
 DEMO_RENDER_COUNT = 24
 DEMO_RENDER_SEED = 900_000_000  # far from any cohort's image seeds
 
@@ -50,7 +52,8 @@ def seed_demo(stdout) -> None:
     from .services import build_screening_index
 
     for model_version in ModelVersion.objects.filter(name=DEMO_NAME):
-        if ScreeningIndex.objects.filter(model_version=model_version, status=ScreeningIndex.Status.READY).exists():
+        ready = ScreeningIndex.objects.filter(model_version=model_version, status=ScreeningIndex.Status.READY).first()
+        if ready is not None and engine.is_current(ready.directory):
             stdout.write(f"Screening index of {model_version} is ready.")
             continue
         work = Path(settings.VAR_DIR if hasattr(settings, "VAR_DIR") else settings.MEDIA_ROOT) / "screening-demo"

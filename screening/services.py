@@ -241,7 +241,7 @@ def ready_index(model_version) -> ScreeningIndex:
 
 def fingerprint(thumb: np.ndarray) -> np.ndarray:
     """Standardised 32×32 thumbnail used to find near-duplicates within a cohort."""
-    return imaging.retrieval_vector(thumb).astype(np.float32)
+    return imaging.standardise(imaging.small_thumbnail(thumb)).ravel().astype(np.float32)
 
 
 def _duplicate_threshold() -> float:

@@ -29,6 +29,23 @@ def test_a_near_copy_is_matched_to_its_training_original_and_flagged(family, scr
     assert analysis.train_score >= screener.threshold
 
 
+@pytest.mark.parametrize("position", [3, 14, 27])
+def test_a_copy_cropped_rotated_and_shifted_at_once_is_flagged(position, screener, screening_split):
+    copy = _stored(edits.composite_geometric(_train(screening_split, position), np.random.default_rng(position)))
+    analysis = screener.analyse(copy)
+    assert analysis.train_match.index == position
+    assert analysis.train_score >= screener.threshold
+
+
+def test_the_seam_between_padding_and_anatomy_is_left_out_of_the_comparison():
+    thumb = np.full((64, 64), 150.0)
+    thumb[:, :10] = 0.0  # padding from a shift
+    thumb[:, 10] = 40.0  # where resampling blended padding into anatomy: above the dark level
+    masked = engine.mask_dark_border(thumb)
+    assert np.isnan(masked[:, :11]).all()
+    assert not np.isnan(masked[:, 11:]).any()
+
+
 def test_an_exact_copy_is_reported_as_exact(screener, screening_split):
     analysis = screener.analyse(_stored(_train(screening_split, 5)))
     assert analysis.exact and analysis.train_match.index == 5
