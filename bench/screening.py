@@ -71,11 +71,17 @@ def build(directory: Path, n: int, rng) -> tuple[list[np.ndarray], np.ndarray]:
         vectors[start : start + step] = imaging.standardise(chunk, axis=1)
     mean, components = engine.fit_pca(vectors)
     projected = engine.project(vectors, mean, components)
-    del vectors
     index = faiss.IndexFlatIP(projected.shape[1])
     index.add(projected)
     faiss.write_index(index, str(directory / "train_vectors.faiss"))
     del index, projected
+    # The canonical view: real for the real training images. The distractors keep their plain
+    # descriptors (aligning 377,000 of them would take hours), which costs the search the same.
+    template = (train_real if len(train_real) else np.asarray(verify[: engine.CHUNK])).astype(np.float32).mean(axis=0)
+    for i, thumb in enumerate(train_real):
+        vectors[i] = engine.canonical_vector(engine.mask_dark_border(thumb), template)
+    engine.write_canonical_index(directory, template, vectors)
+    del vectors
     np.asarray(verify).tofile(directory / "train_verify.u8")
     del verify
     (directory / "build.npy").unlink()

@@ -8,6 +8,9 @@ Layout of an index directory (written by :func:`build_index`, read by :class:`Sc
 * ``train_vectors.faiss`` — PCA-reduced, L2-normalised retrieval descriptors (faiss inner product).
 * ``train_hashes.npy`` — 64-bit perceptual hashes.
 * ``pca.npz`` — the PCA fitted on the training thumbnails.
+* ``template.npy`` — the mean training thumbnail (of the first chunk): the common frame of the canonical view.
+* ``train_canonical.faiss`` / ``pca_canonical.npz`` — retrieval descriptors of the training images seen in
+  that frame (see :func:`canonical_vector`) and their PCA.
 * ``holdout_*`` — the same for the held-out images (calibration and the privacy summary).
 * ``stage_b_*.npy`` — optional learned-encoder embeddings.
 * ``work/`` — per-chunk results of an unfinished build (what makes a build resumable).
@@ -32,10 +35,11 @@ from cxr_platform.hashing import sha256_path as sha256_of
 
 from . import imaging
 
-FORMAT_VERSION = 2  # 2: retrieval descriptors of the thumbnail's centre (imaging.retrieval_vector)
+FORMAT_VERSION = 2  # 2: retrieval descriptors of the thumbnail's centre; canonical descriptors
 PCA_DIM = 64
 CHUNK = 256
 RETRIEVE_K = 20  # training candidates verified per image
+CANONICAL_K = 5  # more candidates: the nearest in the canonical view
 HOLDOUT_K = 8  # holdout candidates verified per image (privacy summary)
 SHIFT_RADIUS = 14  # pixels of the 64-pixel grid searched for translation (about 22%)
 ROTATIONS = tuple(np.arange(-10.0, 10.01, 2.5))
@@ -119,7 +123,10 @@ def _write_json(path: Path, data) -> None:
     os.replace(staging, path)
 
 
-def _describe_chunk(paths: list[Path], encoder: StageBEncoder | None):
+def _describe_chunk(paths: list[Path], encoder: StageBEncoder | None, template: np.ndarray | None = None,
+                    canonical: bool = True):
+    """Describe ``paths``. With ``canonical``, also their canonical views, in the frame of ``template``
+    (None: the mean thumbnail of this chunk becomes the template, returned as ``template``)."""
     verify, hashes, vectors, ok, errors, arrays = [], [], [], [], [], []
     for i, path in enumerate(paths):
         try:
@@ -142,13 +149,21 @@ def _describe_chunk(paths: list[Path], encoder: StageBEncoder | None):
         "ok": np.asarray(ok, dtype=np.int64),
         "errors": np.asarray(errors, dtype=object).astype(str),
     }
+    if canonical:
+        if template is None and len(verify):
+            template = result["template"] = result["verify"].mean(axis=0).astype(np.float32)
+        result["canonical"] = np.asarray(
+            [canonical_vector(mask_dark_border(t), template) for t in result["verify"]] if template is not None else [],
+            dtype=np.float32).reshape(len(ok), -1)
     if encoder is not None:
         result["stage_b"] = encoder.embed(arrays) if arrays else np.zeros((0, 1), np.float32)
     return result
 
 
-def _describe_set(name: str, root: Path, work: Path, encoder, progress: bool, chunk: int, log):
-    """Describe every image under ``root``, chunk by chunk; chunks already on disk are reused."""
+def _describe_set(name: str, root: Path, work: Path, encoder, progress: bool, chunk: int, log,
+                  canonical: bool = False):
+    """Describe every image under ``root``, chunk by chunk; chunks already on disk are reused. With
+    ``canonical`` (the training set), the first chunk's mean thumbnail is the template of every chunk."""
     paths = imaging.list_images(root)
     relative = [str(p.relative_to(root)) for p in paths]
     listing = work / f"{name}_list.json"
@@ -163,21 +178,27 @@ def _describe_set(name: str, root: Path, work: Path, encoder, progress: bool, ch
     reused = 0
     bar = _progress(len(paths), f"{name} images", progress)
     parts = []
+    template = None
     for c in range(chunks):
         target = work / f"{name}_{c:06d}.npz"
         part_paths = paths[c * chunk:(c + 1) * chunk]
         if target.exists():
             reused += 1
         else:
-            _atomic_save_npz(target, **_describe_chunk(part_paths, encoder))
+            _atomic_save_npz(target, **_describe_chunk(part_paths, encoder, template, canonical))
+        if canonical and template is None:
+            with np.load(target, allow_pickle=False) as data:
+                template = data["template"] if "template" in data.files else None
         parts.append(target)
         bar.update(len(part_paths))
     bar.close()
     if reused:
         log(f"Resumed: {reused} of {chunks} {name} chunk(s) were already done.")
-    verify, hashes, vectors, kept, errors, stage_b = [], [], [], [], [], []
+    verify, hashes, vectors, kept, errors, stage_b, canonicals = [], [], [], [], [], [], []
     for c, target in enumerate(parts):
         with np.load(target, allow_pickle=False) as data:
+            if canonical:
+                canonicals.append(data["canonical"])
             verify.append(data["verify"])
             hashes.append(data["hashes"])
             vectors.append(data["vectors"])
@@ -193,6 +214,8 @@ def _describe_set(name: str, root: Path, work: Path, encoder, progress: bool, ch
         "paths": kept,
         "errors": errors,
         "stage_b": np.concatenate([s for s in stage_b if len(s)]) if encoder is not None and any(len(s) for s in stage_b) else None,
+        "template": template,
+        "canonical": np.concatenate([v for v in canonicals if len(v)]) if any(len(v) for v in canonicals) else None,
     }
 
 
@@ -204,6 +227,17 @@ def fit_pca(vectors: np.ndarray, dim: int = PCA_DIM, max_samples: int = 50_000, 
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     components = vt[: min(dim, vt.shape[0])]
     return mean.astype(np.float32), components.astype(np.float32)
+
+
+def write_canonical_index(directory: Path, template: np.ndarray, canonical: np.ndarray) -> None:
+    import faiss
+
+    mean, components = fit_pca(canonical)
+    np.save(directory / "template.npy", np.asarray(template, np.float32))
+    np.savez(directory / "pca_canonical.npz", mean=mean, components=components)
+    index = faiss.IndexFlatIP(components.shape[0])
+    index.add(project(canonical, mean, components))
+    faiss.write_index(index, str(directory / "train_canonical.faiss"))
 
 
 def project(vectors: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
@@ -233,7 +267,7 @@ def build_index(
     if meta_path.exists():
         meta_path.unlink()  # a rebuild: the directory is incomplete until the end
     started = time.monotonic()
-    train = _describe_set("train", train_dir, work, encoder, progress, chunk, log)
+    train = _describe_set("train", train_dir, work, encoder, progress, chunk, log, canonical=True)
     if len(train["paths"]) < 2:
         raise ValueError(f"Need at least 2 readable training images under {train_dir}, found {len(train['paths'])}")
     holdout = (
@@ -245,6 +279,7 @@ def build_index(
     index = faiss.IndexFlatIP(train_vectors.shape[1])
     index.add(train_vectors)
     faiss.write_index(index, str(directory / "train_vectors.faiss"))
+    write_canonical_index(directory, train["template"], train["canonical"])
     train["verify"].tofile(directory / "train_verify.u8")
     np.save(directory / "train_hashes.npy", train["hashes"])
     (directory / "train_paths.json").write_text(json.dumps(train["paths"]))
@@ -483,6 +518,106 @@ def fuse(pearson: float, ssim: float, tiled_l2: float, ratio: float) -> float:
     )
 
 
+def verify_candidates(query: np.ndarray, candidates: np.ndarray, groups: np.ndarray | None = None,
+                      refine: int = 3, orientations: tuple = (False, True)) -> list[Match]:
+    """Align ``query`` (64×64 float 0–255, NaN = padding) to each candidate thumbnail and score.
+
+    A coarse search (the orientations given × rotations × zooms, every shift within SHIFT_RADIUS by
+    FFT cross-correlation) finds each candidate's best alignment; the ``refine`` best of each
+    group (train, holdout) are then aligned exactly and scored with Pearson, SSIM, tiled L2 and
+    the nearest/second-nearest ratio, fused into one score. Returns one Match per refined
+    candidate (``index`` is the position in ``candidates``)."""
+    k = len(candidates)
+    if k == 0:
+        return []
+    groups = np.zeros(k, dtype=np.int64) if groups is None else np.asarray(groups)
+    cand = np.asarray(candidates, dtype=np.float32)
+    cz = imaging.standardise(cand.reshape(k, -1), axis=1).reshape(cand.shape)
+    cf = sfft.rfft2(cz, workers=1)
+    cf2 = sfft.rfft2(cz * cz, workers=1)
+    size = query.shape[0]
+    r = SHIFT_RADIUS
+    best = np.full(k, -np.inf)
+    params: list = [None] * k
+
+    def window(values):  # keep shifts |d| <= r: values[..., dy, dx] for dy, dx in -r..r
+        values = np.concatenate([values[..., : r + 1, :], values[..., -r:, :]], axis=-2)
+        return np.concatenate([values[..., : r + 1], values[..., -r:]], axis=-1)
+
+    for flipped in orientations:
+        q = np.ascontiguousarray(query[:, ::-1] if flipped else query, dtype=np.float64)
+        for rotation in ROTATIONS:
+            for zoom in ZOOMS:
+                warped = _warp(q, float(rotation), zoom) if (rotation or zoom != 1.0) else q.copy()
+                mask = ~np.isnan(warped)
+                n = int(mask.sum())
+                if n < 0.4 * size * size:
+                    continue
+                a = _zscore_masked(np.nan_to_num(warped), mask)
+                fa = np.conj(sfft.rfft2(a, workers=1))
+                fm = np.conj(sfft.rfft2(mask.astype(np.float32), workers=1))
+                # Masked normalised cross-correlation for every shift d (Pearson over the overlap):
+                # sum_p a(p) c(p+d) / sqrt(n · var of c(p+d) over the mask).
+                both = sfft.irfft2(np.stack([fa[None] * cf, fm[None] * cf, fm[None] * cf2]), s=(size, size),
+                                   workers=1)
+                ac, s1, s2 = window(both[0]), window(both[1]), window(both[2])
+                variance = np.maximum(s2 - s1 * s1 / n, 0.2 * n)  # no peaks on flat regions
+                ncc = ac / np.sqrt(n * variance)
+                flat = ncc.reshape(k, -1)
+                arg = flat.argmax(axis=1)
+                peak = flat[np.arange(k), arg]
+                for j in np.nonzero(peak > best)[0]:
+                    dy, dx = divmod(int(arg[j]), 2 * r + 1)
+                    dy = dy if dy <= r else dy - (2 * r + 1)
+                    dx = dx if dx <= r else dx - (2 * r + 1)
+                    best[j] = peak[j]
+                    params[j] = (flipped, float(rotation), zoom, (dy, dx))
+    matches = []
+    for group in np.unique(groups):
+        members = np.nonzero(groups == group)[0]
+        members = members[np.argsort(-best[members])]
+        coarse = {int(j): float(best[j]) for j in members}
+        refined = []
+        for j in members[:refine]:
+            if params[j] is None:
+                continue
+            flipped, rotation, zoom, shift = params[j]
+            q = np.ascontiguousarray(query[:, ::-1] if flipped else query, dtype=np.float64)
+            rotation, zoom, shift = _refine_alignment(q, cand[j], rotation, zoom, shift)
+            aligned = _warp(q, rotation, zoom, shift)
+            mask = ~np.isnan(aligned)
+            if mask.sum() < 16:
+                continue
+            x = _zscore_masked(np.nan_to_num(aligned), mask)
+            y = _zscore_masked(cand[j], mask)
+            pearson = float((x[mask] * y[mask]).mean())
+            coarse[int(j)] = max(coarse[int(j)], pearson)
+            refined.append(Match(index=int(j), score=0.0, pearson=pearson, ssim=_ssim(x, y, mask),
+                                 tiled_l2=_tiled_l2(x, y, mask), ratio=1.0, flipped=bool(flipped),
+                                 rotation=rotation, zoom=zoom, shift=tuple(shift)))
+        distances = {j: 1.0 - c for j, c in coarse.items()}
+        for m in refined:
+            others = [d for j, d in distances.items() if j != m.index]
+            second = min(others) if others else 1.0
+            m.ratio = float(min(1.0, max(0.0, 1.0 - m.pearson) / max(second, 1e-6)))
+            m.score = fuse(m.pearson, m.ssim, m.tiled_l2, m.ratio)
+        matches.extend(refined)
+    return matches
+
+def canonical_vector(query: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """The retrieval vector of ``query`` (64×64, 0–255, NaN = padding) warped onto ``template`` (the
+    mean training thumbnail) by its best alignment without flipping. Chest radiographs share one
+    layout, so a copy and its original are both brought to nearly the same frame, whatever crop,
+    rotation or shift made the copy: a view of the image that the fixed query variants lack."""
+    query = np.asarray(query, dtype=np.float64)
+    matches = verify_candidates(query, np.asarray(template, np.float32)[None], refine=1, orientations=(False,))
+    if matches:
+        warped = _warp(query, matches[0].rotation, matches[0].zoom, matches[0].shift)
+        if (~np.isnan(warped)).mean() >= 0.3:
+            query = warped
+    return imaging.retrieval_vector(np.clip(query, 0, 255))
+
+
 class Screener:
     """Loads one index directory and scores images against it."""
 
@@ -510,6 +645,10 @@ class Screener:
         self.faiss_index = faiss.read_index(str(self.directory / "train_vectors.faiss"))
         with np.load(self.directory / "pca.npz") as pca:
             self.pca_mean, self.pca_components = pca["mean"], pca["components"]
+        self.template = np.load(self.directory / "template.npy")
+        self.canonical_index = faiss.read_index(str(self.directory / "train_canonical.faiss"))
+        with np.load(self.directory / "pca_canonical.npz") as pca:
+            self.canonical_mean, self.canonical_components = pca["mean"], pca["components"]
         self.holdout_verify = None
         if meta.get("holdout_count"):
             self.holdout_verify = np.load(self.directory / "holdout_verify.npy")
@@ -528,6 +667,7 @@ class Screener:
     def resident_bytes(self) -> int:
         total = self.faiss_index.ntotal * self.faiss_index.d * 4 + self.train_hashes.nbytes
         total += self.pca_mean.nbytes + self.pca_components.nbytes
+        total += self.canonical_index.ntotal * self.canonical_index.d * 4 + self.template.nbytes
         if self.stage_b_train is not None:
             total += self.stage_b_train.nbytes
         if self.holdout_verify is not None:
@@ -571,89 +711,8 @@ class Screener:
 
     def verify(self, query: np.ndarray, candidates: np.ndarray, groups: np.ndarray | None = None,
                refine: int = 3) -> list[Match]:
-        """Align ``query`` (64×64 float 0–255, NaN = padding) to each candidate thumbnail and score.
+        return verify_candidates(query, candidates, groups, refine)
 
-        A coarse search (both orientations × rotations × zooms, every shift within SHIFT_RADIUS by
-        FFT cross-correlation) finds each candidate's best alignment; the ``refine`` best of each
-        group (train, holdout) are then aligned exactly and scored with Pearson, SSIM, tiled L2 and
-        the nearest/second-nearest ratio, fused into one score. Returns one Match per refined
-        candidate (``index`` is the position in ``candidates``)."""
-        k = len(candidates)
-        if k == 0:
-            return []
-        groups = np.zeros(k, dtype=np.int64) if groups is None else np.asarray(groups)
-        cand = np.asarray(candidates, dtype=np.float32)
-        cz = imaging.standardise(cand.reshape(k, -1), axis=1).reshape(cand.shape)
-        cf = sfft.rfft2(cz, workers=1)
-        cf2 = sfft.rfft2(cz * cz, workers=1)
-        size = query.shape[0]
-        r = SHIFT_RADIUS
-        best = np.full(k, -np.inf)
-        params: list = [None] * k
-
-        def window(values):  # keep shifts |d| <= r: values[..., dy, dx] for dy, dx in -r..r
-            values = np.concatenate([values[..., : r + 1, :], values[..., -r:, :]], axis=-2)
-            return np.concatenate([values[..., : r + 1], values[..., -r:]], axis=-1)
-
-        for flipped in (False, True):
-            q = np.ascontiguousarray(query[:, ::-1] if flipped else query, dtype=np.float64)
-            for rotation in ROTATIONS:
-                for zoom in ZOOMS:
-                    warped = _warp(q, float(rotation), zoom) if (rotation or zoom != 1.0) else q.copy()
-                    mask = ~np.isnan(warped)
-                    n = int(mask.sum())
-                    if n < 0.4 * size * size:
-                        continue
-                    a = _zscore_masked(np.nan_to_num(warped), mask)
-                    fa = np.conj(sfft.rfft2(a, workers=1))
-                    fm = np.conj(sfft.rfft2(mask.astype(np.float32), workers=1))
-                    # Masked normalised cross-correlation for every shift d (Pearson over the overlap):
-                    # sum_p a(p) c(p+d) / sqrt(n · var of c(p+d) over the mask).
-                    both = sfft.irfft2(np.stack([fa[None] * cf, fm[None] * cf, fm[None] * cf2]), s=(size, size),
-                                       workers=1)
-                    ac, s1, s2 = window(both[0]), window(both[1]), window(both[2])
-                    variance = np.maximum(s2 - s1 * s1 / n, 0.2 * n)  # no peaks on flat regions
-                    ncc = ac / np.sqrt(n * variance)
-                    flat = ncc.reshape(k, -1)
-                    arg = flat.argmax(axis=1)
-                    peak = flat[np.arange(k), arg]
-                    for j in np.nonzero(peak > best)[0]:
-                        dy, dx = divmod(int(arg[j]), 2 * r + 1)
-                        dy = dy if dy <= r else dy - (2 * r + 1)
-                        dx = dx if dx <= r else dx - (2 * r + 1)
-                        best[j] = peak[j]
-                        params[j] = (flipped, float(rotation), zoom, (dy, dx))
-        matches = []
-        for group in np.unique(groups):
-            members = np.nonzero(groups == group)[0]
-            members = members[np.argsort(-best[members])]
-            coarse = {int(j): float(best[j]) for j in members}
-            refined = []
-            for j in members[:refine]:
-                if params[j] is None:
-                    continue
-                flipped, rotation, zoom, shift = params[j]
-                q = np.ascontiguousarray(query[:, ::-1] if flipped else query, dtype=np.float64)
-                rotation, zoom, shift = _refine_alignment(q, cand[j], rotation, zoom, shift)
-                aligned = _warp(q, rotation, zoom, shift)
-                mask = ~np.isnan(aligned)
-                if mask.sum() < 16:
-                    continue
-                x = _zscore_masked(np.nan_to_num(aligned), mask)
-                y = _zscore_masked(cand[j], mask)
-                pearson = float((x[mask] * y[mask]).mean())
-                coarse[int(j)] = max(coarse[int(j)], pearson)
-                refined.append(Match(index=int(j), score=0.0, pearson=pearson, ssim=_ssim(x, y, mask),
-                                     tiled_l2=_tiled_l2(x, y, mask), ratio=1.0, flipped=bool(flipped),
-                                     rotation=rotation, zoom=zoom, shift=tuple(shift)))
-            distances = {j: 1.0 - c for j, c in coarse.items()}
-            for m in refined:
-                others = [d for j, d in distances.items() if j != m.index]
-                second = min(others) if others else 1.0
-                m.ratio = float(min(1.0, max(0.0, 1.0 - m.pearson) / max(second, 1e-6)))
-                m.score = fuse(m.pearson, m.ssim, m.tiled_l2, m.ratio)
-            matches.extend(refined)
-        return matches
 
     def _exact(self, query: np.ndarray, candidate: np.ndarray, candidate_hash: int) -> bool:
         """Pixel-level identity without any alignment: the share that must be zero."""
@@ -673,6 +732,12 @@ class Screener:
         query = mask_dark_border(unmasked)
         vectors = self._query_vectors(query.astype(np.float32))
         train_ids = self._retrieve(vectors, RETRIEVE_K)
+        # A copy cropped, rotated and shifted at once can rank below other radiographs in every
+        # fixed variant. Seen in the template's frame, a copy and its original line up again.
+        canonical = project(canonical_vector(query, self.template)[None], self.canonical_mean,
+                            self.canonical_components)
+        _, found = self.canonical_index.search(canonical, min(CANONICAL_K, self.canonical_index.ntotal))
+        train_ids = np.union1d(train_ids, found[0][found[0] >= 0]).astype(np.int64)
         candidates = [np.asarray(self.train_verify[train_ids])]
         groups = [np.zeros(len(train_ids), dtype=np.int64)]
         holdout_ids = np.zeros(0, dtype=np.int64)

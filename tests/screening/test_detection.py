@@ -37,6 +37,17 @@ def test_a_copy_cropped_rotated_and_shifted_at_once_is_flagged(position, screene
     assert analysis.train_score >= screener.threshold
 
 
+@pytest.mark.parametrize("seed, position", [(116, 26), (172, 22), (251, 11)])
+def test_a_copy_the_query_variants_miss_is_retrieved_through_the_canonical_view(seed, position, screener,
+                                                                                 screening_split):
+    copy = _stored(edits.composite_geometric(_train(screening_split, position), np.random.default_rng(seed)))
+    query = engine.mask_dark_border(imaging.query_thumbnail(copy))
+    assert position not in screener._retrieve(screener._query_vectors(query.astype(np.float32)), engine.RETRIEVE_K)
+    analysis = screener.analyse(copy)
+    assert analysis.train_match.index == position
+    assert analysis.train_score >= screener.threshold
+
+
 def test_the_seam_between_padding_and_anatomy_is_left_out_of_the_comparison():
     thumb = np.full((64, 64), 150.0)
     thumb[:, :10] = 0.0  # padding from a shift

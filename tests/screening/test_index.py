@@ -90,16 +90,18 @@ def test_an_interrupted_build_resumes_from_its_finished_chunks(screening_split, 
     directory = tmp_path / "index"
     engine.build_index(directory, train, holdout, progress=False, chunk=8)
     first = (directory / "train_verify.u8").read_bytes()
+    first_canonical = (directory / "train_canonical.faiss").read_bytes()
     # Simulate an interruption after the first chunks: put finished chunk files back, no meta.json.
     work = directory / "work"
     work.mkdir()
-    engine._describe_set("train", train.resolve(), work, None, False, 8, lambda m: None)
+    engine._describe_set("train", train.resolve(), work, None, False, 8, lambda m: None, canonical=True)
     (work / "train_000003.npz").unlink()
     (directory / "meta.json").unlink()
     messages = []
     meta = engine.build_index(directory, train, holdout, progress=False, chunk=8, log=messages.append)
     assert any("Resumed: 3 of 4 train chunk(s)" in m for m in messages)
     assert (directory / "train_verify.u8").read_bytes() == first
+    assert (directory / "train_canonical.faiss").read_bytes() == first_canonical  # same template after resuming
     assert meta["train_count"] == len(imaging.list_images(train))
 
 
