@@ -604,6 +604,7 @@ def verify_candidates(query: np.ndarray, candidates: np.ndarray, groups: np.ndar
         matches.extend(refined)
     return matches
 
+
 def canonical_vector(query: np.ndarray, template: np.ndarray) -> np.ndarray:
     """The retrieval vector of ``query`` (64×64, 0–255, NaN = padding) warped onto ``template`` (the
     mean training thumbnail) by its best alignment without flipping. Chest radiographs share one
