@@ -160,10 +160,18 @@ def _describe_chunk(paths: list[Path], encoder: StageBEncoder | None, template: 
     return result
 
 
+def _describe_into(target: Path, paths: list[Path], template, canonical: bool) -> Path:
+    """One chunk described into ``target`` (in a worker process: no encoder, no database)."""
+    _atomic_save_npz(target, **_describe_chunk(paths, None, template, canonical))
+    return target
+
+
 def _describe_set(name: str, root: Path, work: Path, encoder, progress: bool, chunk: int, log,
-                  canonical: bool = False):
+                  canonical: bool = False, workers: int = 1):
     """Describe every image under ``root``, chunk by chunk; chunks already on disk are reused. With
-    ``canonical`` (the training set), the first chunk's mean thumbnail is the template of every chunk."""
+    ``canonical`` (the training set), the first chunk's mean thumbnail is the template of every chunk.
+    With ``workers`` > 1 (and no Stage B encoder), chunks after the first are described by that many
+    processes; every chunk is still its own file, so the build stays resumable."""
     paths = imaging.list_images(root)
     relative = [str(p.relative_to(root)) for p in paths]
     listing = work / f"{name}_list.json"
@@ -177,20 +185,34 @@ def _describe_set(name: str, root: Path, work: Path, encoder, progress: bool, ch
     chunks = math.ceil(len(paths) / chunk)
     reused = 0
     bar = _progress(len(paths), f"{name} images", progress)
-    parts = []
+    parts = [work / f"{name}_{c:06d}.npz" for c in range(chunks)]
     template = None
-    for c in range(chunks):
-        target = work / f"{name}_{c:06d}.npz"
+    pending = []
+    for c, target in enumerate(parts):
         part_paths = paths[c * chunk:(c + 1) * chunk]
         if target.exists():
             reused += 1
+            bar.update(len(part_paths))
+        elif workers > 1 and encoder is None and (template is not None or not canonical):
+            pending.append((target, part_paths))
         else:
             _atomic_save_npz(target, **_describe_chunk(part_paths, encoder, template, canonical))
+            bar.update(len(part_paths))
         if canonical and template is None:
             with np.load(target, allow_pickle=False) as data:
                 template = data["template"] if "template" in data.files else None
-        parts.append(target)
-        bar.update(len(part_paths))
+    if pending:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # Forked before any thread pool of this process is busy; the children only decode and
+        # describe images, and write their own chunk files.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(_describe_into, target, part, template, canonical): len(part)
+                       for target, part in pending}
+            for future in as_completed(futures):
+                future.result()
+                bar.update(futures[future])
     bar.close()
     if reused:
         log(f"Resumed: {reused} of {chunks} {name} chunk(s) were already done.")
@@ -253,6 +275,7 @@ def build_index(
     encoder: StageBEncoder | None = None,
     progress: bool = True,
     chunk: int = CHUNK,
+    workers: int = 1,
     log=lambda message: None,
 ) -> dict:
     """Describe the training (and holdout) images into ``directory``, calibrate on the holdout and
@@ -267,11 +290,11 @@ def build_index(
     if meta_path.exists():
         meta_path.unlink()  # a rebuild: the directory is incomplete until the end
     started = time.monotonic()
-    train = _describe_set("train", train_dir, work, encoder, progress, chunk, log, canonical=True)
+    train = _describe_set("train", train_dir, work, encoder, progress, chunk, log, canonical=True, workers=workers)
     if len(train["paths"]) < 2:
         raise ValueError(f"Need at least 2 readable training images under {train_dir}, found {len(train['paths'])}")
     holdout = (
-        _describe_set("holdout", holdout_dir, work, encoder, progress, chunk, log) if holdout_dir else None
+        _describe_set("holdout", holdout_dir, work, encoder, progress, chunk, log, workers=workers) if holdout_dir else None
     )
     mean, components = fit_pca(train["vectors"])
     np.savez(directory / "pca.npz", mean=mean, components=components)

@@ -118,7 +118,7 @@ def _apply_meta(index: ScreeningIndex, meta: dict) -> dict:
 
 
 def build_screening_index(model_version, train_dir, holdout_dir=None, *, actor=None, directory=None,
-                          progress: bool = False, log=lambda message: None) -> ScreeningIndex:
+                          progress: bool = False, workers: int = 1, log=lambda message: None) -> ScreeningIndex:
     """Describe the training (and holdout) radiographs, calibrate and attach the index to the model
     version. Resumable: an interrupted build continues from its finished chunks."""
     directory = Path(directory) if directory else default_directory(model_version)
@@ -135,7 +135,7 @@ def build_screening_index(model_version, train_dir, holdout_dir=None, *, actor=N
                         details={"train": str(train_dir), "holdout": str(holdout_dir or "")})
     try:
         meta = engine.build_index(directory, train_dir, holdout_dir, encoder=configured_encoder(),
-                                  progress=progress, log=log)
+                                  progress=progress, workers=workers, log=log)
     except Exception as exc:
         with transaction.atomic():
             index.refresh_from_db()

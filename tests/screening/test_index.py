@@ -105,6 +105,15 @@ def test_an_interrupted_build_resumes_from_its_finished_chunks(screening_split, 
     assert meta["train_count"] == len(imaging.list_images(train))
 
 
+def test_worker_processes_build_the_same_index(screening_split, tmp_path):
+    train, holdout = screening_split
+    engine.build_index(tmp_path / "one", train, holdout, progress=False, chunk=8)
+    engine.build_index(tmp_path / "three", train, holdout, progress=False, chunk=8, workers=3)
+    for name in ("train_verify.u8", "train_vectors.faiss", "train_canonical.faiss", "template.npy",
+                 "holdout_verify.npy", "holdout_vectors.npy"):
+        assert (tmp_path / "three" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
 def test_without_holdout_the_index_is_not_calibrated_and_screening_refuses(screening_split, demo_model_version,
                                                                           settings, tmp_path):
     settings.SCREENING_INDEX_ROOT = str(tmp_path / "indexes")
@@ -123,3 +132,6 @@ def test_bad_arguments_are_clear_errors(demo_model_version, tmp_path):
     with pytest.raises(CommandError, match="is not a folder"):
         call_command("build_screening_index", "--model-version", str(demo_model_version.pk),
                      "--train", str(tmp_path / "missing"))
+    with pytest.raises(CommandError, match="--workers"):
+        call_command("build_screening_index", "--model-version", str(demo_model_version.pk),
+                     "--train", str(tmp_path), "--workers", "0")

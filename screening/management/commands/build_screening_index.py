@@ -31,6 +31,8 @@ class Command(BaseCommand):
         parser.add_argument("--train", required=True, help="Folder of the training radiographs")
         parser.add_argument("--holdout", help="Folder of held-out radiographs of other patients (calibration)")
         parser.add_argument("--directory", help="Where to store the index (default: SCREENING_INDEX_ROOT/<version>)")
+        parser.add_argument("--workers", type=int, default=1,
+                            help="Processes that describe the images (default 1; about one per free core)")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar")
 
     def handle(self, *args, **options):
@@ -40,6 +42,8 @@ class Command(BaseCommand):
             raise CommandError(f"--train {train} is not a folder.")
         if holdout and not Path(holdout).is_dir():
             raise CommandError(f"--holdout {holdout} is not a folder.")
+        if not 1 <= options["workers"] <= 64:
+            raise CommandError("--workers must be between 1 and 64.")
         if not holdout:
             self.stderr.write(self.style.WARNING(
                 "No --holdout: the index cannot be calibrated, and screening refuses to run until it is rebuilt "
@@ -47,7 +51,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Building the screening index of {model_version} from {train}…")
         try:
             index = build_screening_index(
-                model_version, train, holdout, directory=options.get("directory"),
+                model_version, train, holdout, directory=options.get("directory"), workers=options["workers"],
                 progress=not options["no_progress"], log=lambda message: self.stdout.write(message),
             )
         except (FileNotFoundError, ValueError, engine.IndexNotReady, engine.StageBUnavailable) as exc:
