@@ -136,11 +136,15 @@ class InstanceEncoder:
             write_data_element(fp, elem)
             dataset.append((int(elem.tag), fp.getvalue()))
 
-        def record_head(kind: str) -> bytes:
+        def record_start(kind: str) -> bytes:  # offsets (zero until the DICOMDIR is laid out) and type
             return _joined((0x00041400, "UL", 0), (0x00041410, "US", 0xFFFF), (0x00041420, "UL", 0),
-                           (0x00041430, "CS", kind), charset)
+                           (0x00041430, "CS", kind))
 
         charset = (0x00080005, "CS", "ISO_IR 100")
+
+        def record_head(kind: str) -> bytes:
+            return record_start(kind) + element(*charset)
+
         constants = _ExportConstants(
             dataset=dataset,
             meta_head=_joined((0x00020001, "OB", b"\x00\x01"), (0x00020002, "UI", SecondaryCaptureImageStorage)),
@@ -154,8 +158,7 @@ class InstanceEncoder:
             study_tail=element(0x00200010, "SH", dicom_text(f"C{facts.cohort_id}", 16)),
             series_head=record_head("SERIES") + element(0x00080060, "CS", "OT"),
             series_tail=element(0x00200011, "IS", "1"),
-            image_head=_joined((0x00041400, "UL", 0), (0x00041410, "US", 0xFFFF), (0x00041420, "UL", 0),
-                               (0x00041430, "CS", "IMAGE")),
+            image_head=record_start("IMAGE"),
             image_middle=element(0x00041510, "UI", SecondaryCaptureImageStorage),
             image_tail=_joined((0x00041512, "UI", self.transfer_syntax_uid), charset, (0x00200013, "IS", "1")),
         )

@@ -124,7 +124,7 @@ def _write_json(path: Path, data) -> None:
 
 
 def _describe_chunk(paths: list[Path], encoder: StageBEncoder | None, template: np.ndarray | None = None,
-                    canonical: bool = True):
+                    canonical: bool = False):
     """Describe ``paths``. With ``canonical``, also their canonical views, in the frame of ``template``
     (None: the mean thumbnail of this chunk becomes the template, returned as ``template``)."""
     verify, hashes, vectors, ok, errors, arrays = [], [], [], [], [], []
