@@ -82,14 +82,15 @@ _NEXT_TAG = struct.pack("<HH", 0x0004, 0x1400)
 _LOWER_TAG = struct.pack("<HH", 0x0004, 0x1420)
 
 
-def write_dicomdir(path, groups, *, count: int, fileset_id: str = "SYNTHETIC", uid: str | None = None) -> None:
+def write_dicomdir(path, groups, *, uid: str, fileset_id: str = "SYNTHETIC") -> None:
     """Write a DICOMDIR at ``path`` from the encoded records of each instance (an iterable of
     (patient, study, series, image) bytes, zero offsets, as :func:`encoded_records` makes them; one
     patient / study / series / image per instance), consumed once: each PATIENT's next-record
-    offset and the header's first/last offsets are patched in place when known."""
+    offset and the header's first/last offsets are patched in place when known. ``uid``: the
+    file-set's own SOP Instance UID, unique to the export (``PackageSpec.dicomdir_uid``)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MediaStorageDirectoryStorage
-    meta.MediaStorageSOPInstanceUID = uid or _fileset_uid(count)
+    meta.MediaStorageSOPInstanceUID = uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
 
@@ -142,8 +143,3 @@ def write_dicomdir(path, groups, *, count: int, fileset_id: str = "SYNTHETIC", u
             out.seek(head_at)
             out.write(_encode(head))  # same length: only UL values changed
 
-
-def _fileset_uid(count: int) -> str:
-    from .dicom import reproducible_uid
-
-    return reproducible_uid("dicomdir", count)

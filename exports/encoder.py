@@ -7,24 +7,38 @@ equipment, descriptions, dates, the Contributing Equipment sequence...), so
 :func:`exports.dicom.image_dataset`) and writes only the per-image elements (UIDs, patient,
 demographics, provenance, pixels) with a minimal Explicit VR Little Endian writer. The tests
 check that the bytes are identical to ``dcmwrite(image_dataset(...))``, so the reference
-implementation stays the specification. RLE Lossless goes through pydicom.
+implementation stays the specification. Compressed syntaxes (JPEG-LS, RLE) encode the pixels with
+the same compiled codec as the reference (``exports.dicom.compressed_pixel_data``).
 """
 
 from __future__ import annotations
 
-import io
-import json
 import struct
 from dataclasses import dataclass
 
 import numpy as np
+from pydicom.charset import convert_encodings
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import dcmwrite, write_data_element
+from pydicom.filewriter import write_data_element
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, SecondaryCaptureImageStorage
 
-from .dicom import PRIVATE_ELEMENTS, PRIVATE_GROUP, TRANSFER_SYNTAXES, ImageFacts, dicom_age, dicom_text, image_dataset
+from .dicom import (
+    CHARACTER_SET,
+    PRIVATE_ELEMENTS,
+    PRIVATE_GROUP,
+    TRANSFER_SYNTAXES,
+    ImageFacts,
+    compressed_pixel_data,
+    dicom_age,
+    dicom_text,
+    image_dataset,
+    orientation,
+    private_values,
+)
 
 _LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"}
+_ENCODINGS = convert_encodings([CHARACTER_SET])
+_SEQ_DELIMITER = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
 _PRIVATE_BASE = (PRIVATE_GROUP << 16) | 0x1000  # block reserved at 0x10 by the private creator
 
 
@@ -37,7 +51,7 @@ def element(tag: int, vr: str, value) -> bytes:
     elif isinstance(value, bytes):
         data = value if len(value) % 2 == 0 else value + b"\x00"
     else:
-        data = value.encode("latin-1")
+        data = value.encode("utf-8")  # ISO_IR 192; identical to ASCII for UIDs, codes, dates
         if len(data) % 2:
             data += b"\x00" if vr == "UI" else b" "
     head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode()
@@ -50,45 +64,41 @@ def per_image_elements(facts: ImageFacts, rows: int, columns: int) -> list[tuple
     """The elements that differ between the images of one export (must match image_dataset)."""
     d = facts.demographics or {}
     sex = str(d.get("sex", "")).upper()
-    view = str(d.get("view", "")).upper()
     out: list[tuple[int, str, object]] = [
         (0x00080018, "UI", facts.sop_instance_uid),
+        (0x0008103E, "LO", facts.series_description),
         (0x00100010, "PN", facts.patient_name),
         (0x00100020, "LO", facts.patient_id),
         (0x00100040, "CS", sex if sex in ("M", "F") else "O"),
         (0x00101010, "AS", dicom_age(d.get("age"))),
-        (0x00185101, "CS", view if view in ("PA", "AP", "LL", "RL", "LATERAL") else ""),
+        (0x00120040, "LO", facts.patient_id),
         (0x0020000D, "UI", facts.study_uid),
         (0x0020000E, "UI", facts.series_uid),
+        (0x00200020, "CS", "\\".join(orientation(facts.view))),
+        (0x00204000, "LT", facts.image_comments),
         (0x00280010, "US", rows),
         (0x00280011, "US", columns),
     ]
     if d.get("race"):
         out.append((0x00102160, "SH", dicom_text(d.get("race"), 16).strip()))
-    private = {
-        "prompt": dicom_text(facts.prompt),
-        "seed": str(facts.seed),
-        "sampling": json.dumps(facts.sampling, sort_keys=True),
-        "image_index": str(facts.index),
-        "findings": json.dumps(list(facts.findings)),
-    }
-    if facts.screening_score is not None:
-        private["screening_score"] = f"{facts.screening_score:.6g}"
-    for key, value in private.items():
-        offset, vr = PRIVATE_ELEMENTS[key]
-        out.append((_PRIVATE_BASE | offset, vr, value))
+    shared = {"model_name", "model_version", "cohort_id"}
+    for key, value in private_values(facts).items():
+        if key not in shared:
+            offset, vr = PRIVATE_ELEMENTS[key]
+            out.append((_PRIVATE_BASE | offset, vr, value))
     return out
 
 
 _PER_IMAGE_TAGS = {t for t, _, _ in per_image_elements(
-    ImageFacts(namespace="", model_version_id=0, model_name="", model_version="", cohort_id=0, cohort_name="",
-               image_id=0, index=0, seed=0, prompt="", demographics={"race": "X"}, findings=[], sampling={},
-               created=__import__("datetime").datetime(2000, 1, 1), screening_score=0.0), 1, 1)} | {0x7FE00010}
+    ImageFacts(namespace="", installation="", model_version_id=0, model_name="", model_version="", cohort_id=0,
+               cohort_name="", image_id=0, index=0, seed=0, prompt="", demographics={"race": "X", "view": "PA"},
+               findings=[], sampling={}, created=__import__("datetime").datetime(2000, 1, 1), screening_score=0.0),
+    1, 1)} | {0x7FE00010}
 
 
 def _export_key(facts: ImageFacts) -> tuple:
-    return (facts.namespace, facts.model_version_id, facts.model_name, facts.model_version, facts.cohort_id,
-            facts.cohort_name, facts.created)
+    return (facts.namespace, facts.installation, facts.model_version_id, facts.model_name, facts.model_version,
+            facts.cohort_id, facts.cohort_name, facts.created)
 
 
 def _joined(*elements: tuple[int, str, object]) -> bytes:
@@ -133,14 +143,14 @@ class InstanceEncoder:
                 continue
             fp = DicomBytesIO()
             fp.is_little_endian, fp.is_implicit_VR = True, False
-            write_data_element(fp, elem)
+            write_data_element(fp, elem, encodings=_ENCODINGS)
             dataset.append((int(elem.tag), fp.getvalue()))
 
         def record_start(kind: str) -> bytes:  # offsets (zero until the DICOMDIR is laid out) and type
             return _joined((0x00041400, "UL", 0), (0x00041410, "US", 0xFFFF), (0x00041420, "UL", 0),
                            (0x00041430, "CS", kind))
 
-        charset = (0x00080005, "CS", "ISO_IR 100")
+        charset = (0x00080005, "CS", CHARACTER_SET)
 
         def record_head(kind: str) -> bytes:
             return record_start(kind) + element(*charset)
@@ -154,7 +164,7 @@ class InstanceEncoder:
             study_head=record_head("STUDY") + _joined(
                 (0x00080020, "DA", facts.created.strftime("%Y%m%d")), (0x00080030, "TM", facts.created.strftime("%H%M%S")),
                 (0x00080050, "SH", ""),
-                (0x00081030, "LO", dicom_text(f"SYNTHETIC chest X-ray, cohort {facts.cohort_id}", 64))),
+                (0x00081030, "LO", dicom_text(f"SYNTHETIC CXR cohort {facts.cohort_id}: {facts.cohort_name}", 64))),
             study_tail=element(0x00200010, "SH", dicom_text(f"C{facts.cohort_id}", 16)),
             series_head=record_head("SERIES") + element(0x00080060, "CS", "OT"),
             series_tail=element(0x00200011, "IS", "1"),
@@ -167,11 +177,6 @@ class InstanceEncoder:
 
     def encode(self, facts: ImageFacts, pixels: np.ndarray) -> bytes:
         """The complete DICOM file (preamble, meta, dataset) for one image."""
-        if self.transfer_syntax != "explicit":
-            buffer = io.BytesIO()
-            dcmwrite(buffer, image_dataset(facts, pixels, transfer_syntax=self.transfer_syntax),
-                     enforce_file_format=True)
-            return buffer.getvalue()
         if pixels.ndim != 2:
             raise ValueError("pixels must be a 2-D grayscale array")
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
@@ -180,12 +185,17 @@ class InstanceEncoder:
                                      for tag, vr, value in per_image_elements(facts, *pixels.shape)]
         items.sort(key=lambda item: item[0])
         meta = constants.meta_head + element(0x00020003, "UI", facts.sop_instance_uid) + constants.meta_tail
-        pixel_bytes = pixels.tobytes()
-        pixel_head = struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\x00\x00" + struct.pack("<I", len(pixel_bytes) + len(pixel_bytes) % 2)
+        if self.transfer_syntax == "explicit":
+            pixel_bytes = pixels.tobytes()
+            pad = b"\x00" * (len(pixel_bytes) % 2)
+            length = len(pixel_bytes) + len(pad)
+        else:  # encapsulated: undefined length, the items, then a sequence delimiter
+            pixel_bytes, pad, length = compressed_pixel_data(pixels, self.transfer_syntax), _SEQ_DELIMITER, 0xFFFFFFFF
+        pixel_head = struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\x00\x00" + struct.pack("<I", length)
         return b"".join((
             b"\x00" * 128, b"DICM", element(0x00020000, "UL", len(meta)), meta,
             *(encoded for _, encoded in items),
-            pixel_head, pixel_bytes, b"\x00" * (len(pixel_bytes) % 2),
+            pixel_head, pixel_bytes, pad,
         ))
 
     def directory_records(self, facts: ImageFacts, file_id) -> tuple[bytes, bytes, bytes, bytes]:

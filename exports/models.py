@@ -54,3 +54,23 @@ class Export(models.Model):
     @property
     def download_name(self) -> str:
         return f"cxr-export-{self.cohort_id}-{self.pk}.zip"
+
+
+class Installation(models.Model):
+    """This deployment's identity, created once by the first ``migrate`` (a random UUID).
+
+    Every DICOM UID and synthetic Patient ID an export writes is derived from it, so two
+    deployments never hand a PACS the same UIDs for different images, whatever their settings.
+    One row; restoring a database backup elsewhere keeps it, which is what re-exports need.
+    """
+
+    uid_root = models.UUIDField(unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"installation {self.uid_root}"
+
+    @property
+    def tag(self) -> str:
+        """Eight hex digits that name this installation in Patient IDs."""
+        return self.uid_root.hex[:8].upper()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,8 +34,8 @@ from cxr_platform.hashing import sha256_path
 from generation.models import Cohort
 
 from . import selectors
-from .dicom import TRANSFER_SYNTAXES, ImageFacts
-from .models import Export
+from .dicom import TRANSFER_SYNTAXES, ImageFacts, protocol_id
+from .models import Export, Installation
 from .package import PackageImage, PackageSpec, ZipSink, write_package
 
 logger = logging.getLogger(__name__)
@@ -127,12 +128,34 @@ def _enqueue(export_id: int) -> None:
     Export.objects.filter(pk=export_id).update(task_id=str(result.id or ""))
 
 
+# --- Identity -----------------------------------------------------------------------------------------
+
+
+def installation() -> Installation:
+    """This deployment's identity. The first ``migrate`` creates it; a database emptied since (a
+    flushed test database) gets a new one here, so no export ever runs without one."""
+    found = Installation.objects.order_by("pk").first()
+    if found is None:
+        found = Installation.objects.create(uid_root=uuid.uuid4())
+        record_event("exports.installation_created", details={"uid_root": str(found.uid_root)})
+    return found
+
+
+def uid_namespace(identity: Installation | None = None) -> str:
+    """What every UID of this deployment is derived from: the installation's random UUID, plus
+    EXPORT_UID_NAMESPACE when the operator sets one (e.g. to tell apart two restores of one backup)."""
+    identity = identity or installation()
+    extra = setting("EXPORT_UID_NAMESPACE", "")
+    return f"{identity.uid_root}/{extra}" if extra else str(identity.uid_root)
+
+
 # --- Building ---------------------------------------------------------------------------------------
 
 
 def package_spec(cohort: Cohort, *, export: Export | None = None, include_png: bool = False,
                  transfer_syntax: str = "explicit", created_by: str = "") -> PackageSpec:
     model_version = cohort.model_version
+    identity = installation()
     return PackageSpec(
         export_id=export.pk if export else None,
         cohort_id=cohort.pk,
@@ -146,18 +169,22 @@ def package_spec(cohort: Cohort, *, export: Export | None = None, include_png: b
         created_by=created_by,
         transfer_syntax=transfer_syntax,
         include_png=include_png,
+        namespace=uid_namespace(identity),
+        protocol_id=protocol_id(identity.tag, cohort.pk),
     )
 
 
 def package_images(cohort: Cohort):
     """The cohort's passed images as PackageImages, streamed from the database."""
     model_version = cohort.model_version
-    namespace = setting("EXPORT_UID_NAMESPACE", "cxr-platform")
+    identity = installation()
+    namespace = uid_namespace(identity)
     images = selectors.exportable_images(cohort)
     scores = selectors.screening_scores(cohort)
     for image in images.iterator(chunk_size=500):
         facts = ImageFacts(
             namespace=namespace,
+            installation=identity.tag,
             model_version_id=model_version.pk,
             model_name=model_version.name,
             model_version=model_version.version,
@@ -238,8 +265,9 @@ def build_export(export_id: int, *, workers: int | None = None) -> str:
         Export.objects.filter(pk=export.pk).update(progress_done=done, progress_total=total,
                                                    updated_at=timezone.now())
 
-    work = Path(tempfile.mkdtemp(prefix=f"cxr-export-{export.pk}-", dir=setting("EXPORT_WORK_DIR", None)))
+    work = None
     try:
+        work = Path(tempfile.mkdtemp(prefix=f"cxr-export-{export.pk}-", dir=setting("EXPORT_WORK_DIR", None)))
         zip_path = work / export.download_name
         with open(zip_path, "wb") as handle:
             result = write_cohort_package(cohort, zip_to=handle, zip_top=Path(export.download_name).stem,
@@ -260,7 +288,8 @@ def build_export(export_id: int, *, workers: int | None = None) -> str:
                     finished_at=timezone.now())
         return Status.FAILED
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     now = timezone.now()
     export.refresh_from_db()
     _transition(export, Status.READY, file_name=stored, size=size, sha256=sha256,

@@ -33,7 +33,8 @@ def test_only_passed_images_one_patient_study_series_each(package, xray_cohort):
     assert len({d.PatientID for d in datasets}) == 4
     assert len({d.StudyInstanceUID for d in datasets}) == 4
     assert len({d.SeriesInstanceUID for d in datasets}) == 4
-    assert {d.PatientID for d in datasets} == {f"SYNTHETIC-C{xray_cohort.pk}-{i:06d}" for i in range(4)}
+    tag = services.installation().tag
+    assert {d.PatientID for d in datasets} == {f"SYNTHETIC-{tag}-C{xray_cohort.pk}-{i:06d}" for i in range(4)}
 
 
 def test_manifest_rows_match_files(package, xray_cohort):
@@ -76,7 +77,7 @@ def test_data_card(package, demo_model_version):
 def test_package_verifies(package):
     result = verify_package(package)
     assert result.ok, result.problems
-    assert result.checked == 4 + 4 + 3  # DICOM, PNG, DICOMDIR + manifest.csv + README.md
+    assert result.checked == 4 + 4 + 5  # DICOM, PNG, DICOMDIR, manifest.csv, README.md, signing-key.pem, verify.py
 
 
 def test_reexport_gives_the_same_uids_and_bytes(xray_cohort, package, tmp_path):
@@ -140,11 +141,53 @@ def test_dciodvfy_every_file(package):
     assert all(not e for e in errors.values()), errors
 
 
-def test_dciodvfy_rle_lossless(xray_cohort, tmp_path):
-    services.write_cohort_package(xray_cohort, tmp_path / "rle", transfer_syntax="rle")
-    files = _instances(tmp_path / "rle")
-    assert pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
-    assert all(not _dciodvfy_errors(f) for f in files)
+@pytest.mark.parametrize("transfer_syntax, uid", [("rle", "1.2.840.10008.1.2.5"), ("jpegls", "1.2.840.10008.1.2.4.80")])
+def test_dciodvfy_compressed(xray_cohort, tmp_path, transfer_syntax, uid):
+    services.write_cohort_package(xray_cohort, tmp_path / "pkg", transfer_syntax=transfer_syntax)
+    files = _instances(tmp_path / "pkg") + [tmp_path / "pkg" / "DICOMDIR"]
+    assert pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID == uid
+    errors = {str(f): _dciodvfy_errors(f) for f in files}
+    assert all(not e for e in errors.values()), errors
+
+
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "jpegls", "rle"])
+def test_dcmtk_decodes_every_syntax_to_the_screened_pixels(xray_cohort, tmp_path, transfer_syntax):
+    """dcmtk's own decoders (dcm2pnm), not pydicom's, give back exactly the screened PNG."""
+    from PIL import Image
+
+    dcm2pnm = require_tool("dcm2pnm")
+    services.write_cohort_package(xray_cohort, tmp_path / "pkg", include_png=True, transfer_syntax=transfer_syntax)
+    rows = json.loads((tmp_path / "pkg" / "manifest.json").read_text())["images"]
+    for row in rows:
+        source, out = tmp_path / "pkg" / row["file"], tmp_path / f"{row['index']}.pgm"
+        if transfer_syntax == "jpegls":  # dcm2pnm has no JPEG-LS codec: dcmtk's dcmdjpls decodes first
+            decoded = tmp_path / f"{row['index']}.dcm"
+            done = subprocess.run([require_tool("dcmdjpls"), str(source), str(decoded)], capture_output=True,
+                                  text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            source = decoded
+        done = subprocess.run([dcm2pnm, "--write-raw-pnm", "--no-windowing", str(source), str(out)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        with Image.open(out) as decoded, Image.open(tmp_path / "pkg" / row["png"]) as screened:
+            assert np.array_equal(np.asarray(decoded), np.asarray(screened.convert("L")))
+
+
+def test_dicomdir_uid_is_unique_to_the_export(xray_cohort, exporter, demo_model_version, tmp_path):
+    from .factories import array_pngs, make_cohort
+
+    other = make_cohort(exporter, demo_model_version, pngs=array_pngs(len(list(_instances_of(xray_cohort)))))
+    uids = set()
+    for name, cohort, syntax in (("a", xray_cohort, "explicit"), ("b", xray_cohort, "jpegls"), ("c", other, "explicit")):
+        services.write_cohort_package(cohort, tmp_path / name, transfer_syntax=syntax)
+        uids.add(pydicom.dcmread(tmp_path / name / "DICOMDIR").file_meta.MediaStorageSOPInstanceUID)
+    assert len(uids) == 3  # same image count, three different file-sets
+
+
+def _instances_of(cohort):
+    from exports.selectors import exportable_images
+
+    return exportable_images(cohort)
 
 
 def test_dcentvfy_whole_export(package):

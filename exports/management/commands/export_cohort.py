@@ -1,4 +1,4 @@
-"""python manage.py export_cohort COHORT_ID --out DIR [--png] [--transfer-syntax rle] [--zip]"""
+"""python manage.py export_cohort COHORT_ID --out DIR [--png] [--transfer-syntax jpegls] [--zip]"""
 
 from pathlib import Path
 
@@ -18,9 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True, help="Folder to create (must be absent or empty).")
         parser.add_argument("--png", action="store_true", help="Include PNG copies of the images.")
         parser.add_argument("--transfer-syntax", choices=sorted(TRANSFER_SYNTAXES), default=None,
-                            help="explicit (Explicit VR Little Endian, default) or rle (RLE Lossless).")
+                            help="explicit (Explicit VR Little Endian), jpegls (JPEG-LS Lossless) or rle "
+                                 "(RLE Lossless); default: EXPORT_TRANSFER_SYNTAX.")
         parser.add_argument("--zip", help="Also write the package as a zip (stored, no compression) here.")
-        parser.add_argument("--workers", type=int, default=None, help="Encoder processes (default: settings).")
+        parser.add_argument("--workers", type=int, default=None, help="Encoder threads (default: EXPORT_WORKERS).")
 
     def handle(self, *args, cohort_id, out, png, transfer_syntax, zip, workers, **options):
         verbosity = options.get("verbosity", 1)

@@ -9,7 +9,8 @@ from exports import signing
 
 class Command(BaseCommand):
     help = ("Check an export package (folder or zip): the Ed25519 signature of manifest.json and the "
-            "SHA-256 of every file. Names each file that differs; exits 1 if anything does.")
+            "SHA-256 of every file. Names each file that was changed, removed or added; exits 1 if any was. "
+            "Recipients elsewhere use the package's own verify.py with the published key.")
 
     def add_arguments(self, parser):
         parser.add_argument("path")
@@ -25,7 +26,7 @@ class Command(BaseCommand):
         except signing.SigningKeyError as error:
             raise CommandError(str(error)) from None
         for problem in result.problems:
-            self.stdout.write(f"DIFFERS {problem}")
+            self.stdout.write(problem)
         if not result.ok:
             raise CommandError(f"Verification FAILED: {len(result.problems)} problem(s), "
                                f"{result.checked} file(s) checked.", returncode=1)
