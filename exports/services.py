@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -57,6 +58,15 @@ class InvalidTransition(ValidationError):
     pass
 
 
+class ExportBusy(Exception):
+    """Another worker holds this export's lease (a broker redelivered the task while the first run
+    goes on): try again in ``retry_in`` seconds, when the lease has either been renewed or lapsed."""
+
+    def __init__(self, retry_in: float):
+        super().__init__(f"export is being built by another worker; retry in {retry_in:.0f} s")
+        self.retry_in = retry_in
+
+
 class ExportRefused(Exception):
     """A request the user cannot make now; ``message`` says why, ``status`` is the HTTP status."""
 
@@ -72,6 +82,12 @@ def setting(name: str, default):
 
 def retention() -> timedelta:
     return timedelta(seconds=setting("EXPORT_RETENTION_SECONDS", 7 * 24 * 3600))
+
+
+def lease_seconds() -> int:
+    """How long a building export's lease lasts without renewal (the builder renews it every third
+    of that): a redelivered task restarts the build only once the lease has lapsed."""
+    return max(3, int(setting("EXPORT_LEASE_SECONDS", 120)))
 
 
 def _transition(export: Export, target: str, *, actor=None, details: dict | None = None, **fields) -> None:
@@ -237,6 +253,10 @@ def _claim(export_id: int) -> Export | None:
             pk=export_id).first()
         if export is None or export.status not in (Status.QUEUED, Status.BUILDING):
             return None
+        if export.status == Status.BUILDING:
+            lapses = export.updated_at + timedelta(seconds=lease_seconds())
+            if lapses > timezone.now():  # its builder is alive: don't build it twice
+                raise ExportBusy(retry_in=(lapses - timezone.now()).total_seconds() + 1)
         policy = access_policy(export.owner)
         if not policy.can(caps.EXPORT_DICOM, export.cohort.model_version):
             _transition(export, Status.FAILED, error="Your access no longer includes DICOM export of this model.",
@@ -254,11 +274,44 @@ class _BuiltFile(File):
         return self.file.name
 
 
+class _Lease:
+    """Renews a building export's lease (its ``updated_at``) from a thread while the build runs,
+    also through long stretches without progress (hashing and storing a large zip)."""
+
+    def __init__(self, export_id: int):
+        self.export_id = export_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"export-{export_id}-lease", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stop.wait(lease_seconds() / 3):
+                Export.objects.filter(pk=self.export_id, status=Status.BUILDING).update(updated_at=timezone.now())
+        finally:
+            connection.close()  # this thread's own connection
+
+
 def build_export(export_id: int, *, workers: int | None = None) -> str:
-    """Build the package of a queued export into storage as a zip. Returns the final status."""
+    """Build the package of a queued export into storage as a zip. Returns the final status.
+    Raises ExportBusy when another worker is building it now."""
     export = _claim(export_id)
     if export is None:
         return "skipped"
+    with _Lease(export.pk):
+        return _build(export, workers=workers)
+
+
+def _build(export: Export, *, workers: int | None) -> str:
     cohort = export.cohort
 
     def progress(done, total):

@@ -83,6 +83,7 @@ ENVIRONMENT = {
     "EXPORT_WORK_DIR": "/tmp/export-work-x",
     "EXPORT_MAX_ACTIVE_PER_USER": "7",
     "EXPORT_STALE_SECONDS": "99",
+    "EXPORT_LEASE_SECONDS": "45",
 }
 
 
