@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from cxr_platform.hashing import sha256_path
+from registry.vocabulary import CHEXPERT_OBSERVATIONS, chexpert_labels
 
 from . import recipient_verify, signing
 from .dicom import OLDEST_AGE_NOTE, TRANSFER_SYNTAX_NAMES, ImageFacts, reproducible_uid
@@ -51,6 +52,7 @@ PUBLIC_KEY = recipient_verify.BUNDLED_KEY
 CSV_COLUMNS = [
     "file", "png", "sop_instance_uid", "study_instance_uid", "series_instance_uid", "patient_id", "index",
     "age", "sex", "race", "view", "findings", "prompt", "seed", "screening_score", "sha256",
+    *CHEXPERT_OBSERVATIONS,  # CheXpert / MIMIC-CXR-JPG label columns: 1, or blank when not mentioned
 ]
 
 
@@ -70,6 +72,7 @@ class PackageSpec:
     created_by: str = ""
     transfer_syntax: str = "explicit"
     include_png: bool = False
+    vocabulary: dict | None = None  # the model version's findings (their CheXpert observations)
     namespace: str = ""  # this installation's UID namespace (the DICOMDIR's UID)
     protocol_id: str = ""  # Clinical Trial Protocol ID shared by the cohort's instances
     extra: dict = field(default_factory=dict)
@@ -132,7 +135,7 @@ def _worker_count(requested: int | None) -> int:
     return max(1, configured or min(4, os.cpu_count() or 1))
 
 
-def _row(facts: ImageFacts, file_id: str, png: str, sha256: str) -> dict:
+def _row(facts: ImageFacts, file_id: str, png: str, sha256: str, vocabulary: dict | None = None) -> dict:
     d = facts.demographics or {}
     return {
         "file": file_id,
@@ -151,6 +154,7 @@ def _row(facts: ImageFacts, file_id: str, png: str, sha256: str) -> dict:
         "seed": facts.seed,
         "screening_score": facts.screening_score,
         "sha256": sha256,
+        "labels": chexpert_labels(facts.findings, vocabulary),
     }
 
 
@@ -192,9 +196,10 @@ def write_package(
                 sha, records, data = result
                 if data is not None:
                     sink.put("/".join(file_id), data)
-                row = _row(facts, "/".join(file_id), png_name, sha)
+                row = _row(facts, "/".join(file_id), png_name, sha, spec.vocabulary)
                 row["png_sha256"] = png_sha
-                writer.writerow({**row, "findings": ";".join(row["findings"]),
+                writer.writerow({**row, **{k: "" if v is None else v for k, v in row["labels"].items()},
+                                 "findings": ";".join(row["findings"]),
                                  "screening_score": "" if row["screening_score"] is None else row["screening_score"]})
                 row_spool.write(json.dumps(row, sort_keys=True).encode() + b"\n")
                 for record in records:
@@ -451,6 +456,17 @@ is kept in the manifest and in the prompt.
 ## Privacy summary (memorization screening)
 
 {spec.privacy_summary}
+
+## Labels
+
+`manifest.csv` has one column per CheXpert / MIMIC-CXR-JPG observation ({", ".join(CHEXPERT_OBSERVATIONS)}):
+`1` for each finding the image's prompt asked for, blank for every observation it did not mention
+(`No Finding` is 1 only when nothing else was asked for). `manifest.json` has the same under
+`labels`, with sex, age, race, view and the exact prompt of each image.
+
+**These labels are the requested conditions, not findings read from the images.** A generative
+model does not always show what it was asked for; no quality-control classifier has checked these
+images against their labels. Treat them as weak labels.
 
 ## Model card: {spec.model_name} {spec.model_version}
 

@@ -185,6 +185,7 @@ def package_spec(cohort: Cohort, *, export: Export | None = None, include_png: b
         created_by=created_by,
         transfer_syntax=transfer_syntax,
         include_png=include_png,
+        vocabulary=(model_version.defaults or {}).get("findings"),
         namespace=uid_namespace(identity),
         protocol_id=protocol_id(identity.tag, cohort.pk),
     )

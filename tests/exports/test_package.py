@@ -55,6 +55,42 @@ def test_manifest_rows_match_files(package, xray_cohort):
     assert set(manifest["files"]) >= {"DICOMDIR", "README.md", "manifest.csv", first["file"], first["png"]}
 
 
+def test_manifest_carries_chexpert_labels_of_the_requested_findings(package):
+    with open(package / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    effusion, normal = rows[1], rows[0]  # the factory asks for an effusion on odd indexes
+    assert effusion["Pleural Effusion"] == "1" and effusion["No Finding"] == "" and effusion["Atelectasis"] == ""
+    assert normal["No Finding"] == "1" and normal["Pleural Effusion"] == ""
+    labels = json.loads((package / "manifest.json").read_text())["images"][1]["labels"]
+    assert labels["Pleural Effusion"] == 1 and labels["Edema"] is None and len(labels) == 14
+    assert "requested conditions, not findings read from the images" in (package / "README.md").read_text()
+
+
+def test_the_export_loads_straight_into_a_pytorch_dataset(package):
+    """What a researcher writes: manifest.csv + pydicom → image tensor and a 14-label vector."""
+    import torch
+
+    from registry.vocabulary import CHEXPERT_OBSERVATIONS
+
+    class Export(torch.utils.data.Dataset):
+        def __init__(self, root):
+            with open(root / "manifest.csv", newline="") as handle:
+                self.rows, self.root = list(csv.DictReader(handle)), root
+
+        def __len__(self):
+            return len(self.rows)
+
+        def __getitem__(self, n):
+            row = self.rows[n]
+            image = torch.from_numpy(pydicom.dcmread(self.root / row["file"]).pixel_array.astype("float32") / 255)
+            labels = torch.tensor([float(row[name] or "nan") for name in CHEXPERT_OBSERVATIONS])
+            return image[None], labels
+
+    images, labels = next(iter(torch.utils.data.DataLoader(Export(package), batch_size=4)))
+    assert images.shape == (4, 1, 64, 64) and labels.shape == (4, 14)
+    assert labels[1, CHEXPERT_OBSERVATIONS.index("Pleural Effusion")] == 1
+
+
 def test_pixels_are_the_screened_png(package, xray_cohort):
     from PIL import Image
 
