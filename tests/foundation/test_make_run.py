@@ -1,6 +1,7 @@
 """`make run` (scripts/run.sh) serves the home and login pages, and Ctrl-C stops everything it started."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -83,9 +84,15 @@ def test_make_run_serves_pages_and_ctrl_c_stops_everything(tmp_path):
         wait_for(lambda: "ready." in worker_log.read_text(), "the Celery worker", process, log)
 
         printed = log.read_text()
+        setup = (var_dir / "setup.log").read_text()
         for account in ("researcher", "reviewer", "admin"):
-            assert f"Demo account '{account}' created with password: " in printed
-        assert f"Serving on http://127.0.0.1:{port}" in printed
+            password = re.search(rf"Demo account '{account}' created with password: (\S+)", setup).group(1)
+            assert re.search(rf"^\s+{account}\s+{re.escape(password)}\s", printed, re.M), printed
+        assert f"running at http://127.0.0.1:{port}" in printed
+        assert f"Links in e-mails point to http://127.0.0.1:{port}" in printed  # SITE_URL follows PORT
+        assert "printed in this terminal" in printed and "Ctrl-C stops everything" in printed
+        assert "Applying " not in printed and "swigfaiss" not in printed and "Traceback" not in printed
+        assert len(printed.splitlines()) < 40, printed  # a summary, not a stream
 
         os.killpg(pgid, signal.SIGINT)
         process.wait(timeout=120)
