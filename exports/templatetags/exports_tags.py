@@ -23,5 +23,14 @@ def export_section(context, cohort):
         "exportable": selectors.exportable_images(cohort).count() if allowed else 0,
         "finished": cohort.is_terminal,
         "exports": list(selectors.exports_of_cohort(user, cohort)[:10]) if allowed else [],
-        "retention_days": round(services.retention().total_seconds() / 86400, 1),
+        "retention": _duration(services.retention().total_seconds()),
     }
+
+
+def _duration(seconds: float) -> str:
+    """``7 days``, ``1 day``, ``12 hours``: how a person says a retention period."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = round(seconds / size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{round(seconds)} seconds"

@@ -56,3 +56,11 @@ def test_post_needs_csrf(exporter, xray_cohort):
     client.force_login(exporter)
     assert client.post(f"/exports/cohorts/{xray_cohort.pk}/").status_code == 403
     assert not Export.objects.exists()
+
+
+@pytest.mark.parametrize("seconds, said", [(7 * 86400, "7 days"), (86400, "1 day"), (12 * 3600, "12 hours"),
+                                           (90, "2 minutes")])
+def test_retention_is_said_in_words(seconds, said):
+    from exports.templatetags.exports_tags import _duration
+
+    assert _duration(seconds) == said
