@@ -22,10 +22,13 @@ run: setup
 	@bash scripts/run.sh
 
 # Two pytest processes (xdist), one torch thread each: the fastest split of a 2-core CI machine.
-# Each process gets its own test database and Redis database.
+# Each process gets its own test database and Redis database, named after this run (the shell's
+# pid), so two runs on one machine do not share them; set DATABASE_TEST_NAME / TEST_REDIS_DB to choose.
 PYTEST_WORKERS ?= 2
 test: setup system-deps
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} DATABASE_TEST_NAME=$${DATABASE_TEST_NAME:-test_cxr_$$$$} \
+	TEST_REDIS_DB=$${TEST_REDIS_DB:-$$(( 1 + 2 * ($$$$ % 7) ))} \
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 check: setup
 	DJANGO_ENV=production DJANGO_SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(64))') \

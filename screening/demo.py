@@ -1,9 +1,10 @@
 """For ``make run``: give the demo model version(s) a screening index (idempotent).
 
-The index is built from ../shared/data/cxr_public when it exists (or from SCREENING_DEMO_TRAIN_DIR,
-a folder of real radiographs split alternately into train and holdout). On a fresh machine
-without those images it is built from a small set of images the demo model itself renders with
-seeds no cohort uses, so screening (and therefore generation) works everywhere.
+The index is built from ../shared/data/cxr_public when it exists, else from the downscaled copy
+of the same radiographs shipped in tests/assets/cxr_public (or from SCREENING_DEMO_TRAIN_DIR, a
+folder of real radiographs split alternately into train and holdout). Should neither be there, it
+is built from a small set of images the demo model itself renders with seeds no cohort uses, so
+screening (and therefore generation) works everywhere.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ DEMO_RENDER_SEED = 900_000_000  # far from any cohort's image seeds
 def _public_images() -> Path | None:
     configured = getattr(settings, "SCREENING_DEMO_TRAIN_DIR", "") or ""
     # A configured folder is the only one tried (an empty one means: render demo images).
-    candidates = [Path(configured)] if configured else [Path(settings.BASE_DIR).parent / "shared" / "data" / "cxr_public"]
+    candidates = [Path(configured)] if configured else [
+        Path(settings.BASE_DIR).parent / "shared" / "data" / "cxr_public",
+        Path(settings.BASE_DIR) / "tests" / "assets" / "cxr_public",  # shipped with the repository
+    ]
     for folder in candidates:
         images = folder / "images" if (folder / "images").is_dir() else folder
         if images.is_dir() and any(images.iterdir()):

@@ -10,7 +10,10 @@ import pytest
 pytest_plugins = ["tests.fixtures.models", "tests.fixtures.celery_worker", "tests.fixtures.screening"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_CXR = Path(os.environ.get("CXR_PUBLIC_DIR", REPO_ROOT.parent / "shared" / "data" / "cxr_public"))
+# The 60 real public chest X-rays the tests use, downscaled to 256 px, shipped in the repository
+# (tests/assets/cxr_public, built by scripts/make_test_assets.py). CXR_PUBLIC_DIR points the tests
+# at another folder of the same layout (images/ and metadata.csv), e.g. the full-size originals.
+CXR_PUBLIC = Path(os.environ.get("CXR_PUBLIC_DIR") or REPO_ROOT / "tests" / "assets" / "cxr_public")
 _DEMO_MODEL_CACHE = Path(os.environ.get("CXR_TEST_CACHE", "/tmp/cxr-platform-test-cache")) / "demo-model"
 
 
@@ -56,9 +59,12 @@ def demo_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def cxr_public_dir() -> Path:
-    """The 60 real public chest X-rays in ../shared/data/cxr_public (used in place)."""
-    if not (SHARED_CXR / "metadata.csv").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared test images missing at {SHARED_CXR}")
-        pytest.skip(f"shared test images missing at {SHARED_CXR}")
-    return SHARED_CXR
+    """The 60 real public chest X-rays (tests/assets/cxr_public, or $CXR_PUBLIC_DIR), used in place.
+
+    They ship with the repository, so a missing folder is a broken checkout or a wrong
+    CXR_PUBLIC_DIR: the test fails, it never skips."""
+    if not (CXR_PUBLIC / "metadata.csv").is_file() or not (CXR_PUBLIC / "images").is_dir():
+        pytest.fail(f"test images missing at {CXR_PUBLIC} (expected metadata.csv and images/; they ship in "
+                    f"tests/assets/cxr_public, rebuilt by scripts/make_test_assets.py; CXR_PUBLIC_DIR overrides)",
+                    pytrace=False)
+    return CXR_PUBLIC
