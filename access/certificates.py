@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from pypdf import PdfReader
 
 from . import encryption
+from .pdf_safety import check_pdf_safety
 
 MAX_CERTIFICATE_BYTES = 10 * 1024 * 1024
 PDF_MAGIC = b"%PDF-"
@@ -41,6 +42,7 @@ def check_pdf(data: bytes) -> int:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             raise ValidationError("The PDF is password-protected. Upload the report without a password.")
+        check_pdf_safety(data, reader)  # before anything renders it: scripts, embedded files, bombs
         pages = len(reader.pages)
         # Touch the first page's content too: a header on garbage parses as far as the page tree.
         reader.pages[0].extract_text() if pages else None

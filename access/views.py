@@ -169,8 +169,11 @@ def certificate_file(request, pk):
     if certificate.user_id != request.user.pk:
         record_event("certificate.viewed", actor=request.user, target=certificate, details={"owner": certificate.user_id})
     response = HttpResponse(data, content_type="application/pdf")
-    response["Content-Disposition"] = f'inline; filename="citi-certificate-{certificate.pk}.pdf"'
+    # A download, never rendered in our origin; and if a browser renders it anyway, sandboxed
+    # (no scripts, no same-origin access).
+    response["Content-Disposition"] = f'attachment; filename="citi-certificate-{certificate.pk}.pdf"'
     response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
     response["Cache-Control"] = "private, no-store"
     return response
 

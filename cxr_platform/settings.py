@@ -206,6 +206,9 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 30) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client behind our TRUSTED_PROXIES (as in the audit log), not the proxy: otherwise every client
+# behind nginx is 127.0.0.1 and anyone can lock anyone out.
+AXES_CLIENT_IP_CALLABLE = "cxr_platform.audit.context.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_ENABLED = env_bool("AXES_ENABLED", True)
@@ -416,8 +419,14 @@ PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 60 * 60 * 24)
 
 # --- exports (issue 7) -------------------------------------------------------------------------------
 EXPORT_RETENTION_SECONDS = env_int("EXPORT_RETENTION_SECONDS", 7 * 24 * 3600)  # packages deleted after this
-EXPORT_TRANSFER_SYNTAX = env("EXPORT_TRANSFER_SYNTAX", "explicit")  # explicit | rle (RLE Lossless)
+EXPORT_TRANSFER_SYNTAX = env("EXPORT_TRANSFER_SYNTAX", "explicit")  # explicit | jpegls | rle
 EXPORT_WORKERS = env_int("EXPORT_WORKERS", 0)  # DICOM encoder threads per export; 0 = min(4, CPUs)
+# UIDs derive from the installation's random UUID (exports.Installation); this only adds to it.
+EXPORT_UID_NAMESPACE = env("EXPORT_UID_NAMESPACE", "")
+EXPORT_WORK_DIR = env("EXPORT_WORK_DIR", "") or None  # where zips are built; None: the system temp dir
+EXPORT_MAX_ACTIVE_PER_USER = env_int("EXPORT_MAX_ACTIVE_PER_USER", 3)  # queued + building exports per user
+EXPORT_STALE_SECONDS = env_int("EXPORT_STALE_SECONDS", 3600)  # building with no progress this long: failed
+EXPORT_LEASE_SECONDS = env_int("EXPORT_LEASE_SECONDS", 120)  # a building export's lease; a redelivered task waits for it
 CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "exports.tasks.expire_exports", "schedule": 900.0}
 
 # --- Screening (screening app) -------------------------------------------------------------------
@@ -427,3 +436,67 @@ SCREENING_STAGE_B_SHA256 = env("SCREENING_STAGE_B_SHA256", "")
 SCREENING_STAGE_B_INPUT_SIZE = env_int("SCREENING_STAGE_B_INPUT_SIZE", 224)
 SCREENING_DUPLICATE_THRESHOLD = float(env("SCREENING_DUPLICATE_THRESHOLD", "0.95"))
 SCREENING_DEMO_TRAIN_DIR = env("SCREENING_DEMO_TRAIN_DIR", "")
+
+# --- API input limits (issue 15) ---------------------------------------------------------------
+# Under /api/v1/: bodies over API_MAX_BODY_BYTES are refused (413) before they are read, JSON nested
+# deeper than API_MAX_JSON_DEPTH (400) before it is parsed, NUL characters anywhere (400); list
+# pages hold at most API_MAX_PAGE_SIZE items; every error is JSON.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500)
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "cxr_platform.api.middleware.ApiGuardMiddleware")
+REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "cxr_platform.api.pagination.BoundedLimitOffsetPagination"
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "cxr_platform.api.parsers.LimitedJSONParser",
+    "cxr_platform.api.parsers.LimitedFormParser",
+    "cxr_platform.api.parsers.LimitedMultiPartParser",
+]
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "cxr_platform.api.schema.add_error_responses",
+]
+
+# --- Content-Security-Policy (issue 15) ----------------------------------------------------------
+# Scripts only from our own static files, or inline with this response's nonce
+# (<script nonce="{{ request.csp_nonce }}">). Inline style attributes remain allowed.
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE  # noqa: E402
+
+INSTALLED_APPS.append("csp")
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# --- Audit anchors (issue 15) ---------------------------------------------------------------------
+# Append-only file on the application host (out of the database role's reach) to which the newest
+# audit event's SEQUENCE:MAC is appended on a schedule; verify_audit_log checks the log against it.
+AUDIT_ANCHOR_FILE = env("AUDIT_ANCHOR_FILE", "" if TESTING else str(VAR_DIR / "audit-anchors.log"))
+AUDIT_ANCHOR_INTERVAL_SECONDS = env_int("AUDIT_ANCHOR_INTERVAL_SECONDS", 3600)
+CELERY_BEAT_SCHEDULE["audit-write-anchor"] = {
+    "task": "cxr_platform.audit.tasks.write_audit_anchor",
+    "schedule": float(AUDIT_ANCHOR_INTERVAL_SECONDS),
+}
+
+# --- Database roles (issue 15) ----------------------------------------------------------------------
+# PostgreSQL: the application connects as DATABASE_URL's role, which owns no table; migrate (and
+# grant_app_role) connect as DATABASE_MIGRATE_URL's role, the owner. After migrate the application's
+# role is granted what Django needs, and on the audit table only SELECT and INSERT.
+DATABASE_MIGRATE_URL = env("DATABASE_MIGRATE_URL", "")
+DATABASE_APP_ROLE = env("DATABASE_APP_ROLE", "")
+_OWNER_COMMANDS = {"migrate", "grant_app_role"}
+if DATABASE_MIGRATE_URL and len(sys.argv) > 1 and sys.argv[1] in _OWNER_COMMANDS:
+    DATABASE_APP_ROLE = DATABASE_APP_ROLE or DATABASES["default"].get("USER", "")
+    _owner = dj_database_url.parse(DATABASE_MIGRATE_URL)
+    DATABASES["default"].update({key: _owner[key] for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT") if key in _owner})
+    DATABASES["default"]["CONN_MAX_AGE"] = 0

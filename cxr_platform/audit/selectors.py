@@ -40,18 +40,37 @@ def parse_anchor(text: str) -> tuple[int, str]:
     return int(sequence), mac.lower()
 
 
-def verify_chain(key: str | None = None, chunk_size: int = 2000, anchor: tuple[int, str] | None = None) -> ChainReport:
+def verify_chain(
+    key: str | None = None,
+    chunk_size: int = 2000,
+    anchor: tuple[int, str] | None = None,
+    since: tuple[int, str] | None = None,
+) -> ChainReport:
     """Walk the whole chain in order and report the first broken link.
 
     A chain cannot show that events were cut off its end; ``anchor`` (a
     ``(sequence, mac)`` noted earlier, outside the database) can: that event
-    must still be there with the same seal.
+    must still be there with the same seal. ``since`` (an anchor verified before)
+    checks only the events after it, once the anchored event is found unchanged.
     """
     expected_previous = GENESIS_MAC
     expected_sequence = 1
     checked = 0
     anchor_seen = anchor is None
-    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=chunk_size):
+    events = AuditEvent.objects.order_by("sequence")
+    if since is not None and since[0] > 0:
+        start = AuditEvent.objects.filter(sequence=since[0]).only("sequence", "mac").first()
+        if start is None:
+            last = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+            if last < since[0]:
+                return _tail_cut(0, last + 1, since)
+            return ChainReport(0, ChainProblem(since[0], f"event #{since[0]}, which the anchor recorded, is missing: it was deleted"))
+        if start.mac != since[1]:
+            return ChainReport(0, ChainProblem(since[0], _rewritten(since[0])))
+        expected_sequence, expected_previous = since[0] + 1, since[1]
+        events = events.filter(sequence__gt=since[0])
+        anchor_seen = anchor is None or anchor[0] <= since[0]
+    for event in events.iterator(chunk_size=chunk_size):
         if event.sequence != expected_sequence:
             if event.sequence > expected_sequence:
                 message = (
@@ -81,28 +100,31 @@ def verify_chain(key: str | None = None, chunk_size: int = 2000, anchor: tuple[i
             )
         if anchor is not None and event.sequence == anchor[0]:
             if event.mac != anchor[1]:
-                return ChainReport(
-                    checked,
-                    ChainProblem(
-                        event.sequence,
-                        f"event #{event.sequence} is not the event the anchor recorded: the log was "
-                        "rewritten from there on",
-                    ),
-                )
+                return ChainReport(checked, ChainProblem(event.sequence, _rewritten(event.sequence)))
             anchor_seen = True
         expected_previous = event.mac
         expected_sequence += 1
         checked += 1
     if not anchor_seen:
-        return ChainReport(
-            checked,
-            ChainProblem(
-                expected_sequence,
-                f"the log ends at #{expected_sequence - 1} but the anchor recorded #{anchor[0]}: "
-                f"events #{expected_sequence} to #{anchor[0]} were deleted from the end of the log",
-            ),
-        )
+        return _tail_cut(checked, expected_sequence, anchor)
     return ChainReport(checked, None, last_sequence=expected_sequence - 1, last_mac=expected_previous)
+
+
+def _rewritten(sequence: int) -> str:
+    return f"event #{sequence} is not the event the anchor recorded: the log was rewritten from there on"
+
+
+def _tail_cut(checked: int, expected_sequence: int, anchor: tuple[int, str]) -> ChainReport:
+    if expected_sequence == 1:
+        message = (
+            f"the log is empty but the anchor recorded #{anchor[0]}: every event was deleted"
+        )
+    else:
+        message = (
+            f"the log ends at #{expected_sequence - 1} but the anchor recorded #{anchor[0]}: "
+            f"events #{expected_sequence} to #{anchor[0]} were deleted from the end of the log"
+        )
+    return ChainReport(checked, ChainProblem(expected_sequence, message))
 
 
 def filter_events(

@@ -1,6 +1,6 @@
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.response import Response
@@ -30,6 +30,9 @@ class Refused(APIException):
         self.status_code = refusal.status
 
 
+REFUSAL = inline_serializer("ExportRefusal", fields={"detail": serializers.CharField()})
+
+
 class CohortExportsView(generics.ListAPIView):
     """Exports of one of your cohorts (GET) and a new export (POST)."""
 
@@ -44,7 +47,10 @@ class CohortExportsView(generics.ListAPIView):
     def get_queryset(self):
         return selectors.exports_of_cohort(self.request.user, self.get_cohort())
 
-    @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer})
+    @extend_schema(request=ExportRequestSerializer, responses={
+        202: ExportSerializer,
+        409: OpenApiResponse(REFUSAL, description="The cohort is still being generated, or has no screened images."),
+    })
     def post(self, request, cohort_id):
         cohort = self.get_cohort()
         data = ExportRequestSerializer(data=request.data)
