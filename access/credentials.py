@@ -33,10 +33,23 @@ def physionet_checked(user, profile=None) -> bool:
 
 
 def valid_certificate(user, *, today=None) -> TrainingCertificate | None:
+    """The user's current certificate that a reviewer has verified (an upload alone counts for nothing)."""
     today = today or timezone.localdate()
     return (
-        TrainingCertificate.objects.filter(user=user, completed_on__lte=today, expires_on__gt=today)
+        TrainingCertificate.objects.filter(user=user, completed_on__lte=today, expires_on__gt=today,
+                                           verified_at__isnull=False, rejected_at__isnull=True)
         .order_by("-expires_on")
+        .first()
+    )
+
+
+def awaiting_certificate(user, *, today=None) -> TrainingCertificate | None:
+    """A current upload no reviewer has decided on yet."""
+    today = today or timezone.localdate()
+    return (
+        TrainingCertificate.objects.filter(user=user, expires_on__gt=today, verified_at__isnull=True,
+                                           rejected_at__isnull=True)
+        .order_by("-uploaded_at")
         .first()
     )
 

@@ -66,13 +66,14 @@ def _ensure_credentials(user, reviewer) -> None:
         services.verify_physionet(attestation=attestation, reviewer=reviewer)
     if not current_credentials(user)["training"]:
         today = timezone.localdate()
-        services.upload_certificate(
+        certificate = services.upload_certificate(
             user=user,
             uploaded_file=SimpleUploadedFile("citi-demo.pdf", sample_certificate_pdf(), "application/pdf"),
             completed_on=today - timedelta(days=30),
             expires_on=today + timedelta(days=3 * 365),
             actor=user,
         )
+        services.verify_certificate(certificate=certificate, reviewer=reviewer)
     for version in agreements_to_sign(user):
         services.sign_agreement(
             user=user, version=version, typed_name=DEMO_PROFILE["full_name"], shown_sha256=version.sha256,

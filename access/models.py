@@ -115,12 +115,24 @@ class TrainingCertificate(models.Model):
     completed_on = models.DateField()
     expires_on = models.DateField()
     uploaded_at = models.DateTimeField()
+    # A certificate counts only once a reviewer has read it and found the dates and the course right:
+    # the dates are the researcher's own words until then.
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-uploaded_at"]
 
     def __str__(self):
         return f"CITI report of {self.user} (valid until {self.expires_on})"
+
+    @property
+    def review_status(self) -> str:
+        if self.rejected_at:
+            return "rejected"
+        return "verified" if self.verified_at else "awaiting verification"
 
 
 class Agreement(models.Model):

@@ -10,7 +10,14 @@ from django.http import Http404
 from django.utils import timezone
 
 from . import capabilities as caps
-from .credentials import agreements_to_sign, current_credentials, latest_attestation, physionet_attested, valid_certificate
+from .credentials import (
+    agreements_to_sign,
+    awaiting_certificate,
+    current_credentials,
+    latest_attestation,
+    physionet_attested,
+    valid_certificate,
+)
 from .models import OPEN_STATUSES, AccessGrant, AccessRequest, AgreementSignature, AgreementVersion, Tier, TrainingCertificate
 from .policy import access_policy
 
@@ -67,6 +74,9 @@ def credential_summary(user) -> dict:
         "attestation": latest_attestation(user),
         "physionet_attested": physionet_attested(user),
         "certificate": valid_certificate(user),
+        "awaiting_certificate": awaiting_certificate(user),
+        "rejected_certificate": TrainingCertificate.objects.filter(user=user, rejected_at__isnull=False)
+        .order_by("-rejected_at").first(),
         "certificates": TrainingCertificate.objects.filter(user=user).order_by("-uploaded_at"),
         "to_sign": agreements_to_sign(user),
         "signatures": AgreementSignature.objects.filter(user=user).select_related("version__agreement"),
@@ -105,6 +115,37 @@ def review_queue(*, tier: str | None = None, status: str | None = None, waiting_
     if waiting_days:
         queryset = queryset.filter(submitted_at__lte=timezone.now() - timedelta(days=waiting_days))
     return queryset.order_by("submitted_at", "created_at")
+
+
+RENEWAL_NOTICE_DAYS = 30
+
+
+def certificates_to_verify():
+    """Uploads awaiting a reviewer's verification, oldest first."""
+    return (TrainingCertificate.objects.filter(verified_at__isnull=True, rejected_at__isnull=True,
+                                               expires_on__gt=timezone.localdate())
+            .select_related("user").order_by("uploaded_at"))
+
+
+def certificates_due_for_renewal(*, days: int = RENEWAL_NOTICE_DAYS):
+    """Holders of an active grant whose verified certificate expires within ``days`` (or has
+    expired) and who have no later verified one: their access stops when it does."""
+    today = timezone.localdate()
+    holders = AccessGrant.objects.filter(status=AccessGrant.Status.ACTIVE, expires_at__gt=timezone.now()).values("user_id")
+    latest = {}
+    for certificate in (TrainingCertificate.objects.filter(user_id__in=holders, verified_at__isnull=False,
+                                                           rejected_at__isnull=True)
+                        .select_related("user").order_by("user_id", "expires_on")):
+        latest[certificate.user_id] = certificate  # the one that expires last
+    return sorted((c for c in latest.values() if c.expires_on <= today + timedelta(days=days)),
+                  key=lambda c: c.expires_on)
+
+
+def certificate_to_decide(pk) -> TrainingCertificate:
+    certificate = TrainingCertificate.objects.select_related("user").filter(pk=_int(pk)).first()
+    if certificate is None:
+        raise Http404("No such certificate.")
+    return certificate
 
 
 def request_for_review(pk) -> AccessRequest:

@@ -199,12 +199,58 @@ def verify_physionet(*, attestation: PhysioNetAttestation, reviewer) -> PhysioNe
     return attestation
 
 
+# CITI refresher courses are due every 3 to 5 years; dates outside that are a typo or a made-up report.
+CERTIFICATE_MAX_VALIDITY_YEARS = 5
+
+
 def _check_certificate_dates(completed_on: date, expires_on: date) -> None:
     today = timezone.localdate()
     if completed_on > today:
         raise ValidationError("The completion date is in the future.")
     if expires_on <= completed_on:
         raise ValidationError("The expiry date must be after the completion date.")
+    if expires_on <= today:
+        raise ValidationError(f"This certificate expired on {expires_on:%Y-%m-%d}. Complete the CITI refresher course "
+                              "and upload the new report.")
+    if (expires_on - completed_on).days > CERTIFICATE_MAX_VALIDITY_YEARS * 366:
+        raise ValidationError(f"A CITI certificate is valid for at most {CERTIFICATE_MAX_VALIDITY_YEARS} years; "
+                              f"{completed_on:%Y-%m-%d} to {expires_on:%Y-%m-%d} is not plausible. Check the dates "
+                              "on the report.")
+
+
+@transaction.atomic
+def verify_certificate(*, certificate: TrainingCertificate, reviewer) -> TrainingCertificate:
+    """A reviewer has read the report and its dates and course are right: from now on it counts."""
+    certificate = _certificate_to_decide(certificate, reviewer)
+    certificate.verified_at, certificate.verified_by = timezone.now(), reviewer
+    certificate.save(update_fields=["verified_at", "verified_by"])
+    record_event("certificate.verified", actor=reviewer, target=certificate,
+                 details={"user": certificate.user_id, "expires_on": certificate.expires_on.isoformat()})
+    return certificate
+
+
+@transaction.atomic
+def reject_certificate(*, certificate: TrainingCertificate, reviewer, reason: str) -> TrainingCertificate:
+    """The report is not what it claims (wrong course, wrong dates, someone else's): it never counts."""
+    if not (reason or "").strip():
+        raise ValidationError("Say why the certificate is rejected: the researcher reads it.")
+    certificate = _certificate_to_decide(certificate, reviewer)
+    certificate.rejected_at, certificate.rejection_reason = timezone.now(), reason.strip()
+    certificate.save(update_fields=["rejected_at", "rejection_reason"])
+    record_event("certificate.rejected", actor=reviewer, target=certificate,
+                 details={"user": certificate.user_id, "reason": certificate.rejection_reason})
+    return certificate
+
+
+def _certificate_to_decide(certificate: TrainingCertificate, reviewer) -> TrainingCertificate:
+    if not _is_reviewer(reviewer):
+        raise ValidationError("Only reviewers can verify training certificates.")
+    if certificate.user_id == reviewer.pk:
+        raise ValidationError("You cannot verify your own training certificate.")
+    certificate = TrainingCertificate.objects.select_for_update().get(pk=certificate.pk)
+    if certificate.verified_at or certificate.rejected_at:
+        raise ValidationError(f"This certificate was already {certificate.review_status}.")
+    return certificate
 
 
 @transaction.atomic

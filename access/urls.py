@@ -19,4 +19,6 @@ urlpatterns = [
     path("access/requests/<int:pk>/", views.request_detail, name="access-request-detail"),
     path("review/", views.review_queue, name="review-queue"),
     path("review/requests/<int:pk>/", views.review_request, name="review-request"),
+    path("review/certificates/", views.review_certificates, name="review-certificates"),
+    path("review/certificates/<int:pk>/", views.review_certificate, name="review-certificate"),
 ]

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
@@ -269,6 +270,35 @@ def review_queue(request):
     else:
         requests = selectors.review_queue()
     return render(request, "access/review_queue.html", {"form": form, "requests": requests[:500]})
+
+
+@staff_2fa_required
+def review_certificates(request):
+    return render(request, "access/review_certificates.html", {
+        "to_verify": selectors.certificates_to_verify()[:500],
+        "due": selectors.certificates_due_for_renewal(),
+        "notice_days": selectors.RENEWAL_NOTICE_DAYS,
+        "today": timezone.localdate(),
+    })
+
+
+@staff_2fa_required
+@require_http_methods(["POST"])
+def review_certificate(request, pk):
+    certificate = selectors.certificate_to_decide(pk)
+    try:
+        if request.POST.get("decision") == "verify":
+            services.verify_certificate(certificate=certificate, reviewer=request.user)
+            messages.success(request, f"Certificate of {certificate.user.get_username()} verified.")
+        elif request.POST.get("decision") == "reject":
+            services.reject_certificate(certificate=certificate, reviewer=request.user,
+                                        reason=request.POST.get("reason", ""))
+            messages.success(request, f"Certificate of {certificate.user.get_username()} rejected.")
+        else:
+            messages.error(request, "Choose verify or reject.")
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    return redirect("review-certificates")
 
 
 @staff_2fa_required

@@ -13,6 +13,7 @@ NAV_ITEMS = [
     ("Cohorts", "cohort-list", "generate"),
     ("Models", "model-list", None),
     ("Review", "review-queue", "staff"),
+    ("Certificates", "review-certificates", "staff"),
     ("Screening", "screening-quarantine", "staff"),
 ]
 

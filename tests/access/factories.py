@@ -79,8 +79,9 @@ def give_profile(user, **overrides) -> Profile:
     return profile
 
 
-def give_certificate(user, *, completed_on=None, expires_on=None) -> TrainingCertificate:
-    """A stored, encrypted certificate record (a tiny real PDF)."""
+def give_certificate(user, *, completed_on=None, expires_on=None, verified=True) -> TrainingCertificate:
+    """A stored, encrypted certificate record (a tiny real PDF), verified by a reviewer unless
+    ``verified=False``."""
     today = timezone.localdate()
     data = tiny_pdf()
 
@@ -93,6 +94,7 @@ def give_certificate(user, *, completed_on=None, expires_on=None) -> TrainingCer
         completed_on=completed_on or today - timedelta(days=30),
         expires_on=expires_on or today + timedelta(days=3 * 365),
         uploaded_at=timezone.now(),
+        verified_at=timezone.now() if verified else None,
     )
     certificate.file.save("certificate.pdf.enc", ContentFile(encryption.encrypt(data)), save=False)
     certificate.save()
