@@ -4,6 +4,8 @@ import uuid
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
+from cxr_platform.audit.seals import Sealed
+
 
 class User(AbstractUser):
     """A platform account. Researchers, reviewers (``is_staff``) and admins (``is_superuser``)."""
@@ -79,7 +81,7 @@ class Profile(models.Model):
         return all(getattr(self, name).strip() for name in self.REQUIRED_FIELDS)
 
 
-class PhysioNetAttestation(models.Model):
+class PhysioNetAttestation(Sealed):
     """The user's statement that they are a credentialed PhysioNet user with MIMIC-CXR access,
     and the reviewer's record of having checked it. The platform has no link to PhysioNet."""
 
@@ -104,7 +106,7 @@ def _certificate_path(instance, filename):
     return f"certificates/{instance.user_id}/{uuid.uuid4().hex}.pdf.enc"
 
 
-class TrainingCertificate(models.Model):
+class TrainingCertificate(Sealed):
     """A CITI 'Data or Specimens Only Research' completion report, encrypted at rest."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="training_certificates")
@@ -179,7 +181,7 @@ class AgreementVersion(models.Model):
         super().save(*args, **kwargs)
 
 
-class AgreementSignature(models.Model):
+class AgreementSignature(Sealed):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="signatures")
     version = models.ForeignKey(AgreementVersion, on_delete=models.PROTECT, related_name="signatures")
     typed_name = models.CharField(max_length=200)
@@ -277,7 +279,7 @@ class ReviewNote(models.Model):
         ordering = ["created_at"]
 
 
-class AccessGrant(models.Model):
+class AccessGrant(Sealed):
     """The right to use a tier, created when a reviewer approves a request."""
 
     class Status(models.TextChoices):
