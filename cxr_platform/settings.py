@@ -345,6 +345,13 @@ GENERATION_CANCEL_CHECK_SECONDS = float(env("GENERATION_CANCEL_CHECK_SECONDS", "
 # A running batch with no heartbeat for this long is taken to have lost its worker and is re-enqueued.
 GENERATION_STALE_BATCH_SECONDS = env_int("GENERATION_STALE_BATCH_SECONDS", 300)
 GENERATION_RECONCILE_SECONDS = env_int("GENERATION_RECONCILE_SECONDS", 60)
+# A queued batch whose message is older than this while the broker's gpu queue is empty lost its message
+# (a non-persistent Redis restarted) and is sent again by the reconciler.
+GENERATION_REQUEUE_AFTER_SECONDS = env_int("GENERATION_REQUEUE_AFTER_SECONDS", 300)
+# Workers write a heartbeat row this often; one not seen for GENERATION_WORKER_STALE_SECONDS (default 4 beats)
+# no longer counts as a consumer of its queues (/api/v1/health, "No GPU worker is running" on cohort pages).
+GENERATION_WORKER_HEARTBEAT_SECONDS = float(env("GENERATION_WORKER_HEARTBEAT_SECONDS", "15"))
+GENERATION_WORKER_STALE_SECONDS = float(env("GENERATION_WORKER_STALE_SECONDS", "0")) or 4 * GENERATION_WORKER_HEARTBEAT_SECONDS
 SCREENING_MAX_REGENERATIONS = env_int("SCREENING_MAX_REGENERATIONS", 3)  # new seeds for a flagged image
 
 # --- API ----------------------------------------------------------------------------------------
@@ -379,6 +386,10 @@ SPECTACULAR_SETTINGS = {
         "SyntheticImageStatusEnum": "generation.models.SyntheticImage.Status",
         "ModelVersionStatusEnum": "registry.models.ModelVersion.Status",
         "ExportStatusEnum": "exports.models.Export.Status",
+        "DeliveryStatusEnum": "exports.models.Delivery.Status",
+        "DestinationKindEnum": "exports.models.Destination.Kind",
+        "DeliveryStatusEnum": "exports.models.Delivery.Status",
+        "DeliveryInstanceStatusEnum": "exports.models.DeliveryInstance.Status",
         "ScreeningIndexStatusEnum": "screening.models.ScreeningIndex.Status",
     },
 }
@@ -428,6 +439,13 @@ EXPORT_MAX_ACTIVE_PER_USER = env_int("EXPORT_MAX_ACTIVE_PER_USER", 3)  # queued 
 EXPORT_STALE_SECONDS = env_int("EXPORT_STALE_SECONDS", 3600)  # building with no progress this long: failed
 EXPORT_LEASE_SECONDS = env_int("EXPORT_LEASE_SECONDS", 120)  # a building export's lease; a redelivered task waits for it
 CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "exports.tasks.expire_exports", "schedule": 900.0}
+# Push to a PACS (exports.delivery): a network timeout per answer, STOW-RS instances per request, and
+# how long a sending delivery's progress may stand still before a redelivered task takes it over.
+DELIVERY_TIMEOUT_SECONDS = env_int("DELIVERY_TIMEOUT_SECONDS", 30)
+DELIVERY_STOW_BATCH = env_int("DELIVERY_STOW_BATCH", 20)
+DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 120)  # > 2 × DELIVERY_TIMEOUT_SECONDS
+DELIVERY_STALE_SECONDS = env_int("DELIVERY_STALE_SECONDS", 3600)  # sending without progress this long: failed
+DELIVERY_MAX_ACTIVE_PER_USER = env_int("DELIVERY_MAX_ACTIVE_PER_USER", 5)  # queued + sending per user
 
 # --- Screening (screening app) -------------------------------------------------------------------
 SCREENING_INDEX_ROOT = env("SCREENING_INDEX_ROOT", "")  # empty: MEDIA_ROOT/screening-index
