@@ -48,12 +48,32 @@ class ScreeningIndex(models.Model):
 
 
 class ScreeningRecord(models.Model):
-    """The screening of one synthetic image: scores, best training match and the decision."""
+    """The screening of one synthetic image: scores, best training match and the decision.
+
+    ``seal`` is an HMAC (keyed from AUDIT_HMAC_KEY, see screening.sealing) over the verdict and the
+    review state, written with them; ``verify_screening_seals`` reports every record whose fields
+    no longer match it. A flagged record waits for privacy review (``review_status`` pending) and a
+    privacy reviewer confirms it or releases it (screening.services.confirm_quarantined /
+    release_quarantined): ``pending → confirmed``, ``pending → released``, ``released → confirmed``.
+    """
 
     class Decision(models.TextChoices):
         PASSED = "passed", "Passed"
         MEMORIZED = "memorized", "Flagged: near-copy of a training image"
         DUPLICATE = "duplicate", "Flagged: near-duplicate within the cohort"
+
+    class Review(models.TextChoices):
+        NOT_NEEDED = "", "Not needed (passed)"
+        PENDING = "pending", "Waiting for privacy review"
+        CONFIRMED = "confirmed", "Confirmed by a privacy reviewer"
+        RELEASED = "released", "Released by a privacy reviewer (false positive)"
+
+    REVIEW_TRANSITIONS = {
+        Review.PENDING: {Review.CONFIRMED, Review.RELEASED},
+        Review.RELEASED: {Review.CONFIRMED},
+        Review.CONFIRMED: set(),
+        Review.NOT_NEEDED: set(),
+    }
 
     image = models.OneToOneField("generation.SyntheticImage", on_delete=models.CASCADE, related_name="screening")
     cohort = models.ForeignKey("generation.Cohort", on_delete=models.CASCADE, related_name="screening_records")
@@ -74,6 +94,13 @@ class ScreeningRecord(models.Model):
     fingerprint = models.BinaryField(blank=True, default=b"")
     reason = models.TextField(blank=True)
     seconds = models.FloatField(default=0.0)
+    review_status = models.CharField(max_length=20, choices=Review.choices, blank=True, default="", db_index=True)
+    review_reason = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    seal = models.CharField(max_length=80, blank=True, editable=False,
+                            help_text="HMAC over the verdict and review fields (screening.sealing).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -21,12 +21,13 @@ from django.utils import timezone
 
 from cxr_platform.audit.services import record_event
 
-from . import engine, imaging
+from . import engine, imaging, sealing
 from .models import ScreeningIndex, ScreeningRecord
 
 logger = logging.getLogger(__name__)
 Status = ScreeningIndex.Status
 Decision = ScreeningRecord.Decision
+Review = ScreeningRecord.Review
 
 
 class ScreeningIndexMissing(RuntimeError):
@@ -321,19 +322,30 @@ def _screen_one(image, cohort, index, screener, members_ids, own_ids, own_vector
     return verdict
 
 
-def _decide_and_record(image, cohort, index, screener, analysis, vector, earlier_ids, earlier_vectors):
-    threshold = float(index.threshold)
+@dataclass(frozen=True)
+class TrainingVerdict:
+    """What the training-set comparison alone decides for one analysed image (no cohort needed)."""
+
+    decision: str
+    reason: str
+    best_index: int | None
+    stage_b_flag: bool
+
+    @property
+    def flagged(self) -> bool:
+        return self.decision != Decision.PASSED
+
+
+def training_verdict(analysis, threshold: float, stage_b_threshold: float | None = None) -> TrainingVerdict:
+    """Decide from an ``engine.Analysis`` whether an image is a near-copy of a training image: an
+    exact match, a Stage A fused score at or above ``threshold``, or a Stage B score at or above its
+    own threshold. Used for generated images (with the within-cohort duplicate check on top) and by
+    ``manage.py screen_images`` for any file."""
+    threshold = float(threshold)
     match = analysis.train_match
-    duplicate_of, duplicate_similarity = None, None
-    if earlier_vectors:
-        similarities = np.stack(earlier_vectors) @ vector / vector.size
-        position = int(similarities.argmax())
-        duplicate_similarity = float(similarities[position])
-        if duplicate_similarity >= _duplicate_threshold():
-            duplicate_of = earlier_ids[position]
     stage_b_flag = (
-        analysis.stage_b_score is not None and index.stage_b_threshold is not None
-        and analysis.stage_b_score >= index.stage_b_threshold
+        analysis.stage_b_score is not None and stage_b_threshold is not None
+        and analysis.stage_b_score >= stage_b_threshold
     )
     if analysis.exact:
         decision = Decision.MEMORIZED
@@ -346,20 +358,35 @@ def _decide_and_record(image, cohort, index, screener, analysis, vector, earlier
     elif stage_b_flag:
         decision = Decision.MEMORIZED
         reason = (f"The learned encoder (Stage B) finds it too close to a training radiograph (similarity "
-                  f"{analysis.stage_b_score:.3f}, limit {index.stage_b_threshold:.3f}); quarantined for privacy "
+                  f"{analysis.stage_b_score:.3f}, limit {stage_b_threshold:.3f}); quarantined for privacy "
                   "review.")
-    elif duplicate_of is not None:
-        decision = Decision.DUPLICATE
-        reason = (f"Nearly identical to another image of this cohort (correlation {duplicate_similarity:.3f}); "
-                  "the later one is replaced.")
     else:
         decision = Decision.PASSED
         reason = (f"No training radiograph is close (highest similarity {analysis.train_score:.3f}, limit "
                   f"{threshold:.3f}).")
-    flagged = decision != Decision.PASSED
     best_index = match.index if match else None
     if stage_b_flag and analysis.stage_b_index is not None and not (analysis.exact or analysis.train_score >= threshold):
         best_index = analysis.stage_b_index
+    return TrainingVerdict(decision=decision, reason=reason, best_index=best_index, stage_b_flag=stage_b_flag)
+
+
+def _decide_and_record(image, cohort, index, screener, analysis, vector, earlier_ids, earlier_vectors):
+    threshold = float(index.threshold)
+    duplicate_of, duplicate_similarity = None, None
+    if earlier_vectors:
+        similarities = np.stack(earlier_vectors) @ vector / vector.size
+        position = int(similarities.argmax())
+        duplicate_similarity = float(similarities[position])
+        if duplicate_similarity >= _duplicate_threshold():
+            duplicate_of = earlier_ids[position]
+    found = training_verdict(analysis, threshold, index.stage_b_threshold)
+    decision, reason = found.decision, found.reason
+    if decision == Decision.PASSED and duplicate_of is not None:
+        decision = Decision.DUPLICATE
+        reason = (f"Nearly identical to another image of this cohort (correlation {duplicate_similarity:.3f}); "
+                  "the later one is replaced.")
+    flagged = decision != Decision.PASSED
+    best_index = found.best_index
     record_fields = {
         "cohort": cohort,
         "index": index,
@@ -377,8 +404,14 @@ def _decide_and_record(image, cohort, index, screener, analysis, vector, earlier
         "fingerprint": vector.astype(np.float16).tobytes(),
         "reason": reason,
         "seconds": round(analysis.seconds, 4),
+        # A fresh verdict starts a fresh review: flagged images wait for a privacy reviewer.
+        "review_status": Review.PENDING if flagged else Review.NOT_NEEDED,
+        "review_reason": "",
+        "reviewed_by": None,
+        "reviewed_at": None,
     }
-    ScreeningRecord.objects.update_or_create(image=image, defaults=record_fields)
+    record, _ = ScreeningRecord.objects.update_or_create(image=image, defaults=record_fields)
+    sealing.seal(record)  # same transaction as the verdict (see _screen_one)
     verdict = ScreeningVerdict(image_id=image.pk, flagged=flagged, score=float(analysis.train_score), reason=reason,
                                decision=decision)
     return verdict, flagged
@@ -398,3 +431,80 @@ def record_quarantine_view(*, user, record: ScreeningRecord, what: str, request=
     record_event(f"screening.{what}_viewed", actor=user, target=record.image, request=request,
                  details={"cohort": record.cohort_id, "record": record.pk, "decision": record.decision,
                           "best_match": record.best_match})
+
+
+# --- Privacy review of quarantined images --------------------------------------------------------
+
+MAX_REVIEW_REASON = 2000
+REVIEW_ACTIONS = {Review.CONFIRMED: "screening.quarantine_confirmed", Review.RELEASED: "screening.quarantine_released"}
+
+
+class ReviewRefused(Exception):
+    """A confirm or release that the rules do not allow; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def may_review(user) -> bool:
+    """Privacy reviewers are active staff. (Pages and the API also require that the request passed
+    two-factor authentication: access.decorators.reviewer_is_verified.)"""
+    return bool(user is not None and getattr(user, "is_authenticated", False) and user.is_active and user.is_staff)
+
+
+def confirm_quarantined(record: ScreeningRecord, *, actor, reason: str = "", request=None) -> ScreeningRecord:
+    """A privacy reviewer confirms that a quarantined image is (or may be) a copy of a patient's image:
+    it stays quarantined for good. Allowed from pending and from released."""
+    return _review(record, actor=actor, target=Review.CONFIRMED, reason=reason, request=request)
+
+
+def release_quarantined(record: ScreeningRecord, *, actor, reason: str, request=None) -> ScreeningRecord:
+    """A privacy reviewer judges a quarantined image a false positive (it reproduces no patient's image),
+    with a required reason. The image stays out of its cohort (its patient was already regenerated with
+    a fresh seed); the record leaves the open quarantine and counts as a reviewed false positive. Never
+    for an exact copy of a training radiograph, and never by the owner of the cohort."""
+    return _review(record, actor=actor, target=Review.RELEASED, reason=reason, request=request)
+
+
+def _review(record, *, actor, target: str, reason: str, request=None) -> ScreeningRecord:
+    if not may_review(actor):
+        raise ReviewRefused("Only privacy reviewers (staff) confirm or release quarantined images.", status=403)
+    reason = (reason or "").strip()
+    if target == Review.RELEASED and not reason:
+        raise ReviewRefused("Say why the image is released: a reason is required.", status=400)
+    if len(reason) > MAX_REVIEW_REASON:
+        raise ReviewRefused(f"The reason is longer than {MAX_REVIEW_REASON:,} characters.", status=400)
+    with transaction.atomic():
+        record = ScreeningRecord.objects.select_for_update().defer("fingerprint").get(pk=record.pk)
+        if not record.flagged:
+            raise ReviewRefused("This image passed screening; only quarantined images are reviewed.")
+        if not sealing.seal_matches(record):
+            raise ReviewRefused(
+                "This screening record does not match its seal: it was changed outside the platform. No review is "
+                "recorded on it; run `python manage.py verify_screening_seals` and investigate.")
+        previous = record.review_status or Review.PENDING
+        if target not in ScreeningRecord.REVIEW_TRANSITIONS.get(previous, set()):
+            raise ReviewRefused(f"This image is already {ScreeningRecord.Review(previous).label.lower()}; it cannot "
+                                f"be {target} now.")
+        if target == Review.RELEASED:
+            if record.exact_match:
+                raise ReviewRefused("An exact copy of a training radiograph is a patient's image: it cannot be "
+                                    "released.")
+            owner_id = record.cohort.owner_id
+            if owner_id == actor.pk:
+                raise ReviewRefused("Nobody releases an image of their own cohort; another privacy reviewer must.",
+                                    status=403)
+        record.review_status = target
+        record.review_reason = reason
+        record.reviewed_by = actor
+        record.reviewed_at = timezone.now()
+        record.save(update_fields=["review_status", "review_reason", "reviewed_by", "reviewed_at"])
+        sealing.seal(record)
+        record_event(REVIEW_ACTIONS[target], actor=actor, target=record, request=request, details={
+            "record": record.pk, "image": record.image_id, "cohort": record.cohort_id, "from": previous,
+            "to": target, "reason": reason, "decision": record.decision, "score": record.score,
+            "threshold": record.threshold, "best_match": record.best_match, "seal": record.seal,
+        })
+    return record

@@ -1,22 +1,25 @@
-"""Privacy reviewers' pages: the quarantine, one flagged image beside its training match, the indexes.
+"""Privacy reviewers' pages: the quarantine, one flagged image beside its training match (where a
+reviewer confirms or releases it), the indexes.
 
 Only staff (with two-factor authentication, as every staff page) see them; any other signed-in
-user gets 404. Every look at a quarantined image or a training image is written to the audit log.
+user gets 404. Every look at a quarantined image or a training image is written to the audit log,
+and so is every confirm and release (by screening.services, the same functions the API calls).
 """
 
 from __future__ import annotations
 
 from functools import wraps
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from access.decorators import staff_2fa_redirect
 
 from . import imaging, selectors, services
-from .models import ScreeningIndex
+from .models import ScreeningIndex, ScreeningRecord
 
 
 def privacy_reviewer_required(view):
@@ -34,14 +37,21 @@ def privacy_reviewer_required(view):
 
 
 def _quarantined(pk):
-    return get_object_or_404(selectors.quarantined_records(), pk=pk)
+    return selectors.quarantined_record(pk)
+
+
+REVIEW_FILTERS = [("", "All"), *[(s.value, s.label) for s in ScreeningRecord.Review if s.value]]
 
 
 @require_GET
 @privacy_reviewer_required
 def quarantine(request):
-    page = Paginator(selectors.quarantined_records(), 50).get_page(request.GET.get("page"))
-    return render(request, "screening/quarantine.html", {"page": page})
+    review = request.GET.get("review", "")
+    if review not in dict(REVIEW_FILTERS):
+        review = ""
+    page = Paginator(selectors.quarantined_records(review or None), 50).get_page(request.GET.get("page"))
+    return render(request, "screening/quarantine.html",
+                  {"page": page, "review": review, "review_filters": REVIEW_FILTERS})
 
 
 @require_GET
@@ -49,7 +59,40 @@ def quarantine(request):
 def record_detail(request, pk: int):
     record = _quarantined(pk)
     services.record_quarantine_view(user=request.user, record=record, what="quarantine", request=request)
-    return render(request, "screening/record_detail.html", {"record": record})
+    transitions = ScreeningRecord.REVIEW_TRANSITIONS.get(record.review_status or ScreeningRecord.Review.PENDING, set())
+    return render(request, "screening/record_detail.html", {
+        "record": record,
+        "sealed": selectors.sealed_ok(record),
+        "can_confirm": ScreeningRecord.Review.CONFIRMED in transitions,
+        "can_release": (ScreeningRecord.Review.RELEASED in transitions and not record.exact_match
+                        and record.cohort.owner_id != request.user.pk),
+        "max_reason": services.MAX_REVIEW_REASON,
+    })
+
+
+def _review(request, pk: int, action, done: str):
+    record = _quarantined(pk)
+    try:
+        action(record, actor=request.user, reason=request.POST.get("reason", ""), request=request)
+    except services.ReviewRefused as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, f"Quarantined image {record.pk} {done}.")
+    return redirect("screening-record", pk=record.pk)
+
+
+@require_POST
+@privacy_reviewer_required
+def confirm(request, pk: int):
+    """Same rules as POST /api/v1/screening/<id>/confirm (screening.services.confirm_quarantined)."""
+    return _review(request, pk, services.confirm_quarantined, "confirmed: it stays quarantined")
+
+
+@require_POST
+@privacy_reviewer_required
+def release(request, pk: int):
+    """Same rules as POST /api/v1/screening/<id>/release (screening.services.release_quarantined)."""
+    return _review(request, pk, services.release_quarantined, "released as a false positive")
 
 
 def _png(data: bytes) -> HttpResponse:
