@@ -24,10 +24,14 @@ run: setup
 # Two pytest processes (xdist), one torch thread each: the fastest split of a 2-core CI machine.
 # Each process gets its own test database and Redis database, named after this run (the shell's
 # pid), so two runs on one machine do not share them; set DATABASE_TEST_NAME / TEST_REDIS_DB to choose.
+# PostgreSQL names are unique per run; Redis has only databases 1-15 for tests, so runs take blocks of
+# PYTEST_WORKERS consecutive databases, chosen by pid: two concurrent runs still collide with a chance
+# of 1 in (15 / PYTEST_WORKERS) (1 in 7 by default). Give concurrent runs distinct TEST_REDIS_DB to be sure.
 PYTEST_WORKERS ?= 2
+_REDIS_BLOCK := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),$(PYTEST_WORKERS),1)
 test: setup system-deps
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} DATABASE_TEST_NAME=$${DATABASE_TEST_NAME:-test_cxr_$$$$} \
-	TEST_REDIS_DB=$${TEST_REDIS_DB:-$$(( 1 + 2 * ($$$$ % 7) ))} \
+	TEST_REDIS_DB=$${TEST_REDIS_DB:-$$(( 1 + $(_REDIS_BLOCK) * ($$$$ % (15 / $(_REDIS_BLOCK))) ))} \
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 check: setup

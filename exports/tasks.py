@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import services
+from . import delivery, services
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
@@ -15,6 +15,17 @@ def build_export(self, export_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def expire_exports() -> int:
-    """Periodic: delete export packages past their expiry time; fail exports whose worker died."""
+    """Periodic: delete export packages past their expiry time; fail exports and deliveries whose worker died."""
     services.fail_stale_exports()
+    delivery.fail_stale_deliveries()
     return services.expire_exports()
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def deliver_export(self, delivery_id: int) -> str:
+    """Send a delivery's unsent instances to its PACS. A redelivered task (the worker died) carries
+    on with what is not yet sent; while the first run is still saving progress, it waits."""
+    try:
+        return delivery.deliver(delivery_id)
+    except delivery.DeliveryBusy as busy:
+        raise self.retry(countdown=busy.retry_in) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -15,7 +15,9 @@ from access.policy import require_capability
 from cxr_platform import downloads
 from generation import selectors as generation_selectors
 
+from . import delivery as deliveries
 from . import selectors, services, signing
+from .models import Destination
 
 
 def download_url(export, token: str) -> str:
@@ -110,6 +112,65 @@ def download(request, token, file_name):
         content_type="application/zip",
         on_start=started,
     )
+
+
+# --- Push to a PACS ---------------------------------------------------------------------------------
+
+
+def delivery_progress_of(delivery, *, failures: int = 50) -> dict:
+    return {
+        "id": delivery.pk,
+        "export": delivery.export_id,
+        "destination": delivery.destination.name,
+        "status": delivery.status,
+        "status_display": delivery.get_status_display(),
+        "instances": delivery.instance_count,
+        "sent": delivery.sent_count,
+        "failed": delivery.failed_count,
+        "percent": delivery.percent,
+        "error": delivery.error,
+        "reasons": selectors.failure_reasons(delivery) if delivery.failed_count else [],
+        "failures": [{"sop_instance_uid": row.sop_instance_uid, "path": row.path, "reason": row.error,
+                      "attempts": row.attempts} for row in selectors.failed_instances(delivery, failures)],
+        "retry_url": reverse("delivery-retry", args=[delivery.pk]) if delivery.can_retry else None,
+    }
+
+
+@login_required
+@require_POST
+def deliver_export(request, pk):
+    """Send one of the user's ready exports to a destination they may use."""
+    export = selectors.export_of(request.user, pk)
+    destination_id = request.POST.get("destination", "")
+    destination = Destination.objects.filter(pk=destination_id).first() if destination_id.isdigit() else None
+    try:
+        deliveries.request_delivery(user=request.user, export=export, destination=destination)
+        messages.success(request, f"Sending export #{export.pk} to {destination}. This page shows its progress.")
+    except deliveries.DeliveryRefused as refusal:
+        if refusal.status == 404:
+            raise Http404 from None
+        messages.error(request, refusal.message)
+    return redirect("export-cohort", cohort_id=export.cohort_id)
+
+
+@login_required
+@require_GET
+def delivery_progress(request, pk):
+    delivery = selectors.delivery_of(request.user, pk)
+    require_capability(request.user, caps.EXPORT_DICOM, delivery.export.cohort.model_version)
+    return JsonResponse(delivery_progress_of(delivery))
+
+
+@login_required
+@require_POST
+def retry_delivery(request, pk):
+    delivery = selectors.delivery_of(request.user, pk)
+    try:
+        deliveries.retry_delivery(user=request.user, delivery=delivery)
+        messages.success(request, f"Sending the unsent instances of delivery #{delivery.pk} again.")
+    except deliveries.DeliveryRefused as refusal:
+        messages.error(request, refusal.message)
+    return redirect("export-cohort", cohort_id=delivery.export.cohort_id)
 
 
 @require_GET

@@ -24,7 +24,20 @@ def export_section(context, cohort):
         "finished": cohort.is_terminal,
         "exports": list(selectors.exports_of_cohort(user, cohort)[:10]) if allowed else [],
         "retention": _duration(services.retention().total_seconds()),
+        "destinations": list(selectors.destinations_for(user)) if allowed else [],
+        "deliveries": _deliveries(user, cohort) if allowed else [],
     }
+
+
+def _deliveries(user, cohort) -> list[dict]:
+    """The user's latest deliveries of this cohort's exports, with the failed instances' reasons."""
+    out = []
+    for delivery in selectors.deliveries_of_cohort(user, cohort)[:20]:
+        failed = delivery.failed_count and delivery.status not in ("queued", "sending")
+        out.append({"delivery": delivery,
+                    "reasons": selectors.failure_reasons(delivery) if failed else [],
+                    "failures": list(selectors.failed_instances(delivery, 20)) if failed else []})
+    return out
 
 
 def _duration(seconds: float) -> str:

@@ -1,7 +1,7 @@
 """Exports fixtures: a finished cohort with passed images, built without the generation engine.
 
 ``make_cohort`` stores PNGs like generation does (``cohorts/<id>/<index>-<attempt>.png`` in
-default storage), from the shared real X-rays (resized small) or from small arrays, with
+default storage), from the public real X-rays of ``cxr_public_dir`` (resized small) or from small arrays, with
 demographics, findings, prompt, seed and sampling shaped as generation.services stores them.
 """
 

@@ -2,9 +2,6 @@
 synthetic markings intact (read back through its REST API)."""
 
 import json
-import socket
-import subprocess
-import time
 import urllib.request
 
 import pydicom
@@ -15,48 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from exports import services
 
-from .conftest import require_tool
-
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def orthanc(tmp_path):
-    binary = require_tool("Orthanc")
-    http_port, dicom_port = _free_port(), _free_port()
-    config = {
-        "Name": "cxr-exports-test", "StorageDirectory": str(tmp_path / "orthanc-db"),
-        "IndexDirectory": str(tmp_path / "orthanc-db"), "HttpPort": http_port, "DicomPort": dicom_port,
-        "DicomAet": "ORTHANC", "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-        "DicomCheckCalledAet": False, "Plugins": [], "StorageCompression": False, "ConcurrentJobs": 1,
-    }
-    (tmp_path / "orthanc.json").write_text(json.dumps(config))
-    log = open(tmp_path / "orthanc.log", "wb")
-    process = subprocess.Popen([binary, str(tmp_path / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(base + "/system", timeout=2).read()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("Orthanc did not start:\n" + (tmp_path / "orthanc.log").read_text(errors="replace")[-2000:])
-            time.sleep(0.3)
-    yield base, dicom_port
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
 
 
 def _get(url):
