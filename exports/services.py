@@ -122,6 +122,7 @@ def request_export(*, user, cohort: Cohort, include_png: bool = False, transfer_
     count = selectors.exportable_images(cohort).count()
     if count == 0:
         raise ExportRefused("This cohort has no screened images to export.", status=409)
+    _refuse_unscreened(cohort)
     active = selectors.active_exports(user).count()
     limit = setting("EXPORT_MAX_ACTIVE_PER_USER", 3)
     if active >= limit:
@@ -135,6 +136,20 @@ def request_export(*, user, cohort: Cohort, include_png: bool = False, transfer_
         if enqueue:
             transaction.on_commit(lambda: _enqueue(export.pk))
     return export
+
+
+def _refuse_unscreened(cohort: Cohort) -> None:
+    """No image leaves unless its screening record is there, says *passed* and still carries the
+    seal the platform wrote (a verdict edited in the database is not a verdict)."""
+    from screening.selectors import unreleasable_image_ids
+
+    blocked = unreleasable_image_ids(selectors.exportable_images(cohort))
+    if blocked:
+        record_event("export.refused_unscreened", target=cohort, details={"images": sorted(blocked)[:100],
+                                                                         "count": len(blocked)})
+        raise ExportRefused(f"{len(blocked)} image(s) of this cohort have no intact screening verdict (missing, or "
+                            "changed outside the platform), so nothing is exported. An operator can see which with "
+                            "`manage.py verify_screening_seals`.", status=409)
 
 
 def _enqueue(export_id: int) -> None:
@@ -321,6 +336,7 @@ def _build(export: Export, *, workers: int | None) -> str:
 
     work = None
     try:
+        _refuse_unscreened(cohort)  # again: a verdict may have been changed since the request
         work = Path(tempfile.mkdtemp(prefix=f"cxr-export-{export.pk}-", dir=setting("EXPORT_WORK_DIR", None)))
         zip_path = work / export.download_name
         with open(zip_path, "wb") as handle:

@@ -75,4 +75,20 @@ def _image(cohort, index, attempt, data, status) -> SyntheticImage:
     image.image.save(name, ContentFile(data), save=False)
     SyntheticImage.objects.filter(pk=image.pk).update(image=image.image.name)
     image.refresh_from_db()
+    _screened(image)
     return image
+
+
+def _screened(image) -> None:
+    """The sealed screening record generation would have written: exports refuse images without one."""
+    from screening.models import ScreeningIndex, ScreeningRecord
+    from screening.sealing import seal
+
+    index, _ = ScreeningIndex.objects.get_or_create(
+        model_version=image.cohort.model_version,
+        defaults={"directory": "/nonexistent/test-index", "status": ScreeningIndex.Status.READY, "threshold": 0.8})
+    passed = image.status == SyntheticImage.Status.PASSED
+    record = ScreeningRecord.objects.create(
+        image=image, cohort=image.cohort, index=index, flagged=not passed, score=0.3 if passed else 0.95,
+        threshold=0.8, decision=ScreeningRecord.Decision.PASSED if passed else ScreeningRecord.Decision.MEMORIZED)
+    seal(record)

@@ -11,7 +11,7 @@ from access.policy import AccessDenied
 from cxr_platform.audit.models import AuditEvent
 from exports import services, signing
 from exports.models import Export
-from generation.models import Cohort
+from generation.models import Cohort, SyntheticImage
 from tests.access.factories import grant_tier
 from tests.factories import UserFactory
 
@@ -119,3 +119,26 @@ def test_export_cohort_command_writes_the_package(small_cohort, tmp_path):
     assert signing.verify_package(tmp_path / "out").ok
     assert signing.verify_package(tmp_path / "out.zip").ok
     assert len(list((tmp_path / "out" / "PNG").iterdir())) == 3
+
+
+def test_an_image_whose_verdict_was_edited_in_the_database_never_leaves(exporter, demo_model_version):
+    """A flagged image turned "passed" with SQL has a broken seal: no export is requested or built."""
+    from django.db import connection
+
+    from screening.models import ScreeningRecord
+
+    from .factories import array_pngs, make_cohort
+
+    cohort = make_cohort(exporter, demo_model_version, pngs=array_pngs(2), flagged=1)
+    export = services.request_export(user=exporter, cohort=cohort, enqueue=False)  # all intact so far
+    flagged = ScreeningRecord.objects.get(cohort=cohort, flagged=True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {SyntheticImage._meta.db_table} SET status = 'passed' WHERE id = %s", [flagged.image_id])
+        cursor.execute(f"UPDATE {ScreeningRecord._meta.db_table} SET flagged = %s, decision = 'passed' WHERE id = %s",
+                       [False, flagged.pk])
+    with pytest.raises(services.ExportRefused, match="no intact screening verdict") as refused:
+        services.request_export(user=exporter, cohort=cohort, enqueue=False)
+    assert refused.value.status == 409
+    assert services.build_export(export.pk) == Export.Status.FAILED  # the one requested before the edit
+    export.refresh_from_db()
+    assert "no intact screening verdict" in export.error and not export.file_name
