@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -103,6 +104,10 @@ def c_store(*, host: str, port: int, called_ae_title: str, calling_ae_title: str
     handlers = [(evt.EVT_ACSE_RECV, lambda event: answers.append(event.primitive)),
                 (evt.EVT_CONN_OPEN, lambda event: opened.append(True))]
     assoc = ae.associate(host, port, ae_title=called_ae_title, evt_handlers=handlers)
+    if not assoc.is_established and opened and not answers:  # handlers run on pynetdicom's thread: let them finish
+        deadline = time.monotonic() + 2.0
+        while not answers and time.monotonic() < deadline:
+            time.sleep(0.01)
     if not assoc.is_established:
         raise TransferStopped(_no_association(answers, bool(opened), host=host, port=port, called=called_ae_title,
                                               calling=calling_ae_title, timeout=timeout))
