@@ -80,6 +80,21 @@ def _pngs(px: int) -> list[bytes]:
     return out
 
 
+def _screened(version, cohort, images) -> None:
+    """Sealed "passed" screening records, as generation writes them: exports refuse images without."""
+    from screening.models import ScreeningIndex, ScreeningRecord
+    from screening.sealing import compute_seal
+
+    index, _ = ScreeningIndex.objects.get_or_create(
+        model_version=version, defaults={"directory": "/nonexistent", "status": ScreeningIndex.Status.READY})
+    records = ScreeningRecord.objects.bulk_create(
+        [ScreeningRecord(image_id=image.pk, cohort=cohort, index=index, decision=ScreeningRecord.Decision.PASSED,
+                         flagged=False, score=0.3, threshold=0.8) for image in images], batch_size=1000)
+    for record in records:
+        record.seal = compute_seal(record)
+    ScreeningRecord.objects.bulk_update(records, ["seal"], batch_size=1000)
+
+
 def run(workdir: Path, sizes: list[int], px: int, transfer_syntaxes: list[str]) -> None:
     import django
 
@@ -125,8 +140,9 @@ def run(workdir: Path, sizes: list[int], px: int, transfer_syntaxes: list[str]) 
                 cohort=cohort, index=index, seed=index, prompt="48 year old WHITE female. Small left pleural effusion.",
                 demographics={"age": 48, "sex": "F", "race": "WHITE", "view": "PA"}, findings=["pleural_effusion"],
                 sampling={"steps": 50}, image=name, status=SyntheticImage.Status.PASSED))
-        SyntheticImage.objects.bulk_create(rows, batch_size=1000)
+        images = SyntheticImage.objects.bulk_create(rows, batch_size=1000)
         del rows
+        _screened(version, cohort, images)
         export = services.request_export(user=user, cohort=cohort, transfer_syntax=transfer_syntax, enqueue=False)
 
         peak = {"rss": 0}
