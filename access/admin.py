@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 
 from . import services
-from .decorators import is_verified, staff_2fa_redirect, two_factor_required
+from .decorators import StaffAccessRequired, is_verified, staff_2fa_redirect, two_factor_required
 from .models import (
     AccessGrant,
     AccessRequest,
@@ -36,15 +36,21 @@ class _TwoFactorAdminSite(admin.AdminSite):
 
         def guarded(request, *args, **kwargs):
             user = request.user
-            if user.is_authenticated and user.is_active and user.is_staff and two_factor_required() and not is_verified(request):
+            if user.is_authenticated and not (user.is_active and user.is_staff):
+                raise StaffAccessRequired("The admin is for administrators: staff accounts.")
+            if user.is_authenticated and two_factor_required() and not is_verified(request):
                 return staff_2fa_redirect(request)
             return inner(request, *args, **kwargs)
 
         return update_wrapper(guarded, inner)
 
     def login(self, request, extra_context=None):
+        """Signed-in users never see the admin's own login form: staff are sent on (to 2FA
+        or the admin), everyone else gets the "not allowed" page."""
         user = request.user
-        if user.is_authenticated and user.is_active and user.is_staff and two_factor_required() and not is_verified(request):
+        if user.is_authenticated and not (user.is_active and user.is_staff):
+            raise StaffAccessRequired("The admin is for administrators: staff accounts.")
+        if user.is_authenticated and two_factor_required() and not is_verified(request):
             return staff_2fa_redirect(request) or redirect("admin:index")
         return super().login(request, extra_context)
 

@@ -1,8 +1,9 @@
 """Staff pages need two-factor authentication.
 
 ``staff_2fa_required`` (for function views) and ``Staff2FARequiredMixin`` (class views):
-anonymous users and non-staff go to the login page; staff who have not passed TOTP in
-this session go to set it up (no confirmed device yet) or to enter a code. The check
+anonymous users go to the login page; signed-in users without staff rights get the "not
+allowed" page (403, :class:`StaffAccessRequired`), which says what the page needs; staff who
+have not passed TOTP in this session go to set it up (no confirmed device yet) or to enter a code. The check
 is skipped only when ``settings.REQUIRE_STAFF_2FA`` is false (development convenience).
 """
 
@@ -13,6 +14,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import reverse
 from django_otp import user_has_device
@@ -28,11 +30,24 @@ def is_verified(request) -> bool:
     return bool(check and check())
 
 
+class StaffAccessRequired(PermissionDenied):
+    """A signed-in user without staff rights asked for a staff page (answered by the 403 page)."""
+
+    needs_staff = True
+
+    def __init__(self, message: str = "This page is for staff: reviewers and administrators."):
+        super().__init__(message)
+
+
 def staff_2fa_redirect(request):
-    """None when ``request`` may see a staff page; otherwise the redirect to send instead."""
+    """None when ``request`` may see a staff page; otherwise the redirect to send instead
+    (login, 2FA set-up or 2FA code). Raises :class:`StaffAccessRequired` for a signed-in
+    user who is not staff: logging in again would not help them."""
     user = request.user
-    if not user.is_authenticated or not user.is_active or not user.is_staff:
+    if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
+    if not user.is_active or not user.is_staff:
+        raise StaffAccessRequired()
     if not two_factor_required() or is_verified(request):
         return None
     target = "otp-verify" if user_has_device(user, confirmed=True) else "otp-setup"

@@ -65,12 +65,17 @@ def tier_overview(user) -> list[dict]:
 
 def credential_summary(user) -> dict:
     """What a dashboard or a reviewer shows about one user's credentials."""
-    from .credentials import profile_of
+    from .credentials import MIN_RESEARCH_PLAN_CHARS, profile_of
 
+    profile = profile_of(user)
     return {
         "status": current_credentials(user),
         "labels": caps.CREDENTIALS,
-        "profile": profile_of(user),
+        "profile": profile,
+        # Characters of the research plan (as counted for the credential) and the minimum, so a short plan
+        # reads "too short (125/200 characters)" rather than "none".
+        "research_plan_chars": len(profile.research_plan.strip()) if profile else 0,
+        "research_plan_min_chars": MIN_RESEARCH_PLAN_CHARS,
         "attestation": latest_attestation(user),
         "physionet_attested": physionet_attested(user),
         "certificate": valid_certificate(user),

@@ -8,6 +8,7 @@ urlpatterns = [
     path("accounts/verify-email/<str:token>/", views.verify_email, name="verify-email"),
     path("accounts/2fa/setup/", views.otp_setup, name="otp-setup"),
     path("accounts/2fa/verify/", views.otp_verify, name="otp-verify"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),  # lands by role; the rest is Django's
     path("accounts/", include("django.contrib.auth.urls")),
     path("access/", views.dashboard, name="access-dashboard"),
     path("access/profile/", views.profile_edit, name="access-profile"),

@@ -6,12 +6,14 @@ import base64
 import io
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -50,6 +52,21 @@ def _safe_next(request, default: str) -> str:
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return target
     return default
+
+
+def landing_page(user) -> str:
+    """Where a user lands after logging in when no ``next`` says otherwise: staff on the review
+    queue (which sends them through two-factor authentication first), everyone else on Home."""
+    return reverse("review-queue") if user.is_active and user.is_staff else resolve_url(settings.LOGIN_REDIRECT_URL)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, landing by role (:func:`landing_page`) when the form carries no ``next``."""
+
+    def get_default_redirect_url(self):
+        if self.next_page:
+            return resolve_url(self.next_page)
+        return landing_page(self.request.user)
 
 
 # --- Registration ------------------------------------------------------------------------------

@@ -18,10 +18,7 @@ NAV_ITEMS = [
 ]
 
 
-def _nav_items(user) -> list[dict]:
-    from access.policy import access_policy
-
-    policy = access_policy(user)
+def _nav_items(user, policy) -> list[dict]:
     items = []
     for label, url_name, needs in NAV_ITEMS:
         if needs == "staff" and not user.is_staff:
@@ -36,6 +33,14 @@ def _nav_items(user) -> list[dict]:
 
 
 def platform(request):
+    """``nav_items`` for the top bar, and ``show_api_tokens``: the "API tokens" link appears only
+    to users whose access policy includes the API capability (a tier that allows the REST API)."""
+    from access import capabilities as caps
+    from access.policy import access_policy
+
     user = getattr(request, "user", None)
-    nav = _nav_items(user) if user is not None and user.is_authenticated else []
-    return {"ENVIRONMENT": settings.ENVIRONMENT, "nav_items": nav}
+    if user is None or not user.is_authenticated:
+        return {"ENVIRONMENT": settings.ENVIRONMENT, "nav_items": [], "show_api_tokens": False}
+    policy = access_policy(user)
+    return {"ENVIRONMENT": settings.ENVIRONMENT, "nav_items": _nav_items(user, policy),
+            "show_api_tokens": policy.can(caps.API)}

@@ -2,8 +2,9 @@
 reviewer confirms or releases it), the indexes.
 
 Only staff (with two-factor authentication, as every staff page) see them; any other signed-in
-user gets 404. Every look at a quarantined image or a training image is written to the audit log,
-and so is every confirm and release (by screening.services, the same functions the API calls).
+user gets the "not allowed" page (403, the same answer for every record, so it tells nothing).
+Every look at a quarantined image or a training image is written to the audit log, and so is
+every confirm and release (by screening.services, the same functions the API calls).
 """
 
 from __future__ import annotations
@@ -25,10 +26,7 @@ from .models import ScreeningIndex, ScreeningRecord
 def privacy_reviewer_required(view):
     @wraps(view)
     def wrapped(request, *args, **kwargs):
-        user = request.user
-        if user.is_authenticated and not user.is_staff:
-            raise Http404("No such page.")
-        response = staff_2fa_redirect(request)
+        response = staff_2fa_redirect(request)  # a signed-in non-staff user gets the 403 page
         if response is not None:
             return response
         return view(request, *args, **kwargs)

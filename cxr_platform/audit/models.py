@@ -2,6 +2,10 @@ from django.conf import settings
 from django.db import models
 
 
+SYSTEM = "system"
+ANONYMOUS = "anonymous"
+
+
 class AuditEvent(models.Model):
     """One append-only, chained entry of the audit log.
 
@@ -32,5 +36,13 @@ class AuditEvent(models.Model):
         ordering = ["sequence"]
         indexes = [models.Index(fields=["target_type", "target_id"])]
 
+    @property
+    def actor_label(self) -> str:
+        """Who acted, for people: the username; "anonymous" for a request from nobody signed in;
+        "system" for an event no request caused (Celery workers, beat, management commands)."""
+        if self.actor_username:
+            return self.actor_username
+        return ANONYMOUS if (self.ip_address or self.user_agent) else SYSTEM
+
     def __str__(self):
-        return f"#{self.sequence} {self.action} by {self.actor_username or 'anonymous'}"
+        return f"#{self.sequence} {self.action} by {self.actor_label}"

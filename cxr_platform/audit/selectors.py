@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from .models import AuditEvent
+from .models import ANONYMOUS, SYSTEM, AuditEvent
 from .services import GENESIS_MAC, compute_mac
 
 
@@ -132,7 +132,7 @@ def filter_events(
 ) -> QuerySet[AuditEvent]:
     events = AuditEvent.objects.all()
     if actor:
-        events = events.filter(actor_username__iexact=actor)
+        events = events.filter(_actor_filter(actor))
     if action:
         events = events.filter(action__startswith=action)
     if target_type:
@@ -144,3 +144,15 @@ def filter_events(
     if until:
         events = events.filter(occurred_at__lte=until)
     return events.order_by("-sequence")
+
+
+def _actor_filter(actor: str) -> Q:
+    """A username (any case), or "system" / "anonymous" as the log page shows events without one."""
+    by_name = Q(actor_username__iexact=actor)
+    without_user = Q(actor_username="")
+    from_nowhere = Q(ip_address__isnull=True, user_agent="")
+    if actor.lower() == SYSTEM:
+        return by_name | (without_user & from_nowhere)
+    if actor.lower() == ANONYMOUS:
+        return by_name | (without_user & ~from_nowhere)
+    return by_name

@@ -51,8 +51,8 @@ def test_researchers_cannot_see_the_log(client, events):
     client.force_login(UserFactory())
     for url in (reverse("audit-log"), reverse("audit-log-csv")):
         response = client.get(url)
-        assert response.status_code == 302
-        assert "/login/" in response["Location"]
+        assert response.status_code == 403
+        assert "cohort.submitted" not in response.content.decode()
 
 
 def test_staff_see_every_event_newest_first(staff_client, events):
@@ -126,3 +126,60 @@ def test_csv_export_neutralises_spreadsheet_formulas(staff_client):
     assert row["actor"] == "'-2+3"
     assert row["ip_address"] == "198.51.100.1"
     assert AuditEvent.objects.get(action="auth.login_failed").user_agent.startswith("=")  # the log itself keeps what was sent
+
+
+# --- Readable (issue 18): one-line UTC times, key: value details, "system" for worker events ---
+
+
+def test_worker_events_show_system_as_the_actor_and_requests_without_a_user_anonymous(staff_client):
+    worker = record_event("cohort.completed", target=("generation.cohort", 7), details={"images": 12})  # no request
+    web = record_event("auth.login_failed", details={"username": "mallory"},
+                       request=RequestFactory().get("/", REMOTE_ADDR="198.51.100.7"))
+    assert (worker.actor_label, web.actor_label) == ("system", "anonymous")
+    body = staff_client.get(reverse("audit-log"), {"action": "cohort.completed"}).content.decode()
+    assert '<span class="muted">system</span>' in body
+    assert "anonymous" not in body.split("<tbody>")[1]
+    assert shown_sequences(staff_client.get(reverse("audit-log"), {"actor": "system"})) == [worker.sequence]
+    assert shown_sequences(staff_client.get(reverse("audit-log"), {"actor": "anonymous"})) == [web.sequence]
+    rows = csv_rows(staff_client.get(reverse("audit-log-csv"), {"actor": "system"}))
+    assert [(r["actor"], r["action"]) for r in rows] == [("system", "cohort.completed")]
+
+
+def test_details_are_key_value_pairs_and_times_one_utc_line(staff_client):
+    event = record_event("export.created", actor=UserFactory(username="carol"), target=("exports.export", 3),
+                         details={"cohort": 42, "transfer_syntax": "JPEG-LS", "checked": True, "counts": {"a": 1}})
+    body = staff_client.get(reverse("audit-log"), {"action": "export."}).content.decode()
+    assert "<dt>cohort:</dt><dd>42</dd>" in body
+    assert "<dt>transfer_syntax:</dt><dd>JPEG-LS</dd>" in body
+    assert "<dt>checked:</dt><dd>yes</dd>" in body
+    assert "<dt>counts:</dt><dd>{&quot;a&quot;: 1}</dd>" in body
+    assert "{&quot;checked&quot;" not in body  # not the raw JSON
+    stamp = event.occurred_at.astimezone(__import__("datetime").timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f'<td class="nowrap">{stamp}</td>' in body
+    assert 'class="dense audit-log"' in body and "<colgroup>" in body  # the fixed layout that wraps
+
+
+def test_times_stay_utc_whatever_the_time_zone(staff_client, settings):
+    settings.TIME_ZONE = "America/New_York"
+    event = record_event("auth.login", actor=UserFactory(username="dave"))
+    stamp = event.occurred_at.astimezone(__import__("datetime").timezone.utc)
+    body = staff_client.get(reverse("audit-log")).content.decode()
+    assert stamp.strftime("%Y-%m-%d %H:%M:%S UTC") in body
+    since = (stamp - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
+    until = (stamp + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
+    response = staff_client.get(reverse("audit-log"), {"since": since, "until": until, "actor": "dave"})
+    assert shown_sequences(response) == [event.sequence]
+
+
+def test_detail_pairs_for_odd_details():
+    from cxr_platform.audit.views import detail_pairs
+
+    assert detail_pairs({}) == []
+    assert detail_pairs({"b": None, "a": [1, 2]}) == [("a", "[1, 2]"), ("b", "—")]
+    assert detail_pairs(["x"]) == [("", '["x"]')]
+
+
+def test_the_filters_offer_the_known_values(staff_client, events):
+    body = staff_client.get(reverse("audit-log")).content.decode()
+    assert '<option value="cohort.submitted">' in body and '<option value="generation.cohort">' in body
+    assert '<option value="system">' in body and '<option value="bob">' in body
