@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 from django import forms
 
@@ -42,6 +43,10 @@ class CohortForm(forms.Form):
                   '"group_findings": [{"where": {"race": "BLACK"}, "findings": {"cardiomegaly": 0.4}}]}',
     )
 
+    # One token per form issued: a second submit with it (a double click, a resent POST, the back button)
+    # returns the cohort the first one created instead of making another.
+    submission_token = forms.RegexField(regex=r"^[A-Za-z0-9_-]{16,64}$", required=False, widget=forms.HiddenInput)
+
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         versions = access_policy(user).model_version_filter(caps.GENERATE).filter(status=ModelVersion.Status.ACTIVE)
@@ -56,6 +61,10 @@ class CohortForm(forms.Form):
                 label=label, min_value=0, max_value=1, required=False,
                 widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "0"}),
             )
+
+    @staticmethod
+    def new_submission_token() -> str:
+        return secrets.token_urlsafe(24)
 
     def race_fields(self):
         return [self[f"race_{race}"] for race in self.races]

@@ -29,11 +29,18 @@ class Cohort(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # A repeated create with the same key (per owner) returns this cohort instead of making another:
+    # the API's Idempotency-Key header, or the browser form's one-time token ("form:<token>").
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the create request.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "idempotency_key"], name="unique_cohort_idempotency_key_per_owner"),
+        ]
 
     def __str__(self):
         return self.name
@@ -60,8 +67,11 @@ class GenerationBatch(models.Model):
     first_index = models.PositiveIntegerField()
     stop_index = models.PositiveIntegerField(help_text="One past the last index.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Claims by a worker, crashed ones included.")
+    crashes = models.PositiveIntegerField(default=0, help_text="Attempts whose worker stopped (killed, out of memory).")
     task_id = models.CharField(max_length=64, blank=True)
+    # When its message was sent (or becomes due, for a delayed retry); null while queued means the
+    # broker could not be reached and the reconciler has yet to send it.
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -118,3 +128,21 @@ class SyntheticImage(models.Model):
 
     def __str__(self):
         return f"{self.cohort_id}/{self.index}" + (f"#{self.attempt}" if self.attempt else "")
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker's last sign of life, written by the worker itself every
+    GENERATION_WORKER_HEARTBEAT_SECONDS (see generation.workers). Health and the cohort pages read it:
+    a queue's consumers are the workers whose heartbeat is fresh."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="Celery node name, e.g. gpu0@host.")
+    queues = models.JSONField(default=list)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

@@ -10,6 +10,7 @@ from django.utils import timezone
 from .models import Cohort, SyntheticImage
 from .sampling import age_band, distribution
 from .specification import CohortSpec
+from .workers import cohort_notice
 
 ImageStatus = SyntheticImage.Status
 
@@ -97,6 +98,8 @@ def cohort_progress(cohort: Cohort, *, now=None) -> dict:
         "eta_seconds": eta,
         "error": cohort.error,
         "finished": cohort.is_terminal,
+        # What an unfinished cohort waits for, in plain words ("No GPU worker is running — …"), or None.
+        "notice": cohort_notice(cohort),
     }
 
 

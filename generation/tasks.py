@@ -14,5 +14,6 @@ def generate_batch(batch_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def reconcile_batches() -> int:
-    """Periodic: re-enqueue batches left running by a worker that died."""
+    """Periodic: send again every batch whose work can no longer happen on its own (its worker died,
+    the broker never got it, or the broker lost it); fail the ones out of attempts."""
     return services.reconcile_batches()

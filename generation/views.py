@@ -12,6 +12,7 @@ from access.policy import require_capability
 
 from . import selectors, services
 from .forms import CohortForm
+from .workers import cohort_notice
 
 GALLERY_LIMIT = 120
 
@@ -38,6 +39,21 @@ def cohort_list(request):
     return render(request, "generation/cohort_list.html", {"cohorts": selectors.cohort_list_of(request.user)})
 
 
+def _submit(request, plan, token: str):
+    """Submit once per form token: a repeat goes to the cohort the first submit created."""
+    submission = services.submit(plan, idempotency_key=f"form:{token}" if token else None)
+    cohort = submission.cohort
+    if not submission.created:
+        messages.info(request, f"This form was already submitted: here is the cohort “{cohort.name}” it created.")
+        return redirect("cohort-detail", pk=cohort.pk)
+    notice = cohort_notice(cohort)
+    if notice:
+        messages.warning(request, f"Cohort “{cohort.name}” submitted: {cohort.size} images. {notice}")
+    else:
+        messages.success(request, f"Cohort “{cohort.name}” submitted: {cohort.size} images queued.")
+    return redirect("cohort-detail", pk=cohort.pk)
+
+
 @login_required
 def cohort_create(request):
     require_capability(request.user, caps.GENERATE)
@@ -45,21 +61,30 @@ def cohort_create(request):
     if request.method == "POST":
         form = CohortForm(request.POST, user=request.user)
         if form.is_valid():
+            token = form.cleaned_data["submission_token"]
+            submitting = request.POST.get("action") == "submit"
+            earlier = services.cohort_for_key(request.user, f"form:{token}") if submitting and token else None
+            if earlier is not None:
+                messages.info(request, f"This form was already submitted: here is the cohort “{earlier.name}” it created.")
+                return redirect("cohort-detail", pk=earlier.pk)
             data = form.specification()
             try:
                 plan = services.plan_cohort(user=request.user, data=data)
-                if request.POST.get("action") == "submit":
-                    cohort = services.submit_plan(plan)
-                    messages.success(request, f"Cohort “{cohort.name}” submitted: {cohort.size} images queued.")
-                    return redirect("cohort-detail", pk=cohort.pk)
+                if submitting:
+                    return _submit(request, plan, token)
                 preview = plan.preview()
                 # Submitting after a preview makes exactly the patients previewed.
-                form = CohortForm({**request.POST.dict(), "seed": plan.seed}, user=request.user)
+                form = CohortForm(
+                    {**request.POST.dict(), "seed": plan.seed, "submission_token": token or CohortForm.new_submission_token()},
+                    user=request.user,
+                )
                 form.is_valid()
             except ValidationError as error:
                 _add_errors(form, error)
     else:
-        form = CohortForm(user=request.user, initial={"preset": "balanced", "size": 8})
+        form = CohortForm(user=request.user, initial={
+            "preset": "balanced", "size": 8, "submission_token": CohortForm.new_submission_token(),
+        })
     return render(request, "generation/cohort_form.html", {"form": form, "preview": preview})
 
 

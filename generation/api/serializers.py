@@ -26,17 +26,28 @@ class CohortSerializer(serializers.ModelSerializer):
     model_version = serializers.StringRelatedField()
     model_version_id = serializers.IntegerField(read_only=True)
     progress = serializers.SerializerMethodField()
+    notice = serializers.SerializerMethodField(
+        help_text="What an unfinished cohort waits for, in plain words (e.g. no GPU worker is running), or null."
+    )
 
     class Meta:
         model = Cohort
         fields = [
             "id", "name", "status", "size", "seed", "model_version", "model_version_id", "specification",
-            "created_at", "submitted_at", "started_at", "finished_at", "error", "progress",
+            "created_at", "submitted_at", "started_at", "finished_at", "error", "notice", "progress",
         ]
         read_only_fields = fields
 
+    def _progress(self, cohort) -> dict:
+        if getattr(cohort, "_progress_cache", None) is None:
+            cohort._progress_cache = selectors.cohort_progress(cohort)
+        return cohort._progress_cache
+
     def get_progress(self, cohort) -> dict:
-        return selectors.cohort_progress(cohort)
+        return self._progress(cohort)
+
+    def get_notice(self, cohort) -> str | None:
+        return self._progress(cohort)["notice"]
 
 
 class SyntheticImageSerializer(serializers.ModelSerializer):

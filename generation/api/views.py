@@ -1,6 +1,7 @@
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +22,24 @@ class CanGenerateWithApi(BasePermission):
         return True
 
 
+class IdempotencyKeyReused(APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+    default_detail = "This idempotency key was already used for a different request."
+
+
+IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    OpenApiParameter.HEADER, required=False,
+    description=(
+        "Any unique string (a UUID is a good one), at most 255 visible ASCII characters. Repeating a request "
+        "with the same key returns the cohort the first one created, with the same status code and the header "
+        "`Idempotent-Replayed: true`, and spends no quota; the same key with a different body is refused "
+        "(422). Keys are per user and do not expire."
+    ),
+)
+
+
 class CohortApiMixin:
     permission_classes = [IsAuthenticated, CanGenerateWithApi]
 
@@ -36,10 +55,35 @@ class CohortListCreateView(CohortApiMixin, generics.ListAPIView):
     def get_queryset(self):
         return selectors.with_progress_counts(selectors.cohorts_of(self.request.user))
 
-    @extend_schema(request=CohortRequestSerializer, responses={201: CohortSerializer})
+    @extend_schema(
+        request=CohortRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+        responses={
+            201: OpenApiResponse(CohortSerializer, description=(
+                "Created (or, with a repeated Idempotency-Key, the cohort the first request created). If the job "
+                "queue cannot be reached the cohort is still stored, and `notice` says it will start once the "
+                "queue is back."
+            )),
+            422: OpenApiResponse(
+                inline_serializer("IdempotencyKeyReused", {"detail": serializers.CharField()}),
+                description="The Idempotency-Key was already used for a different request (the message names its cohort).",
+            ),
+        },
+    )
     def post(self, request):
-        cohort = services.request_cohort(user=request.user, data=request.data)
-        return Response(CohortSerializer(cohort).data, status=status.HTTP_201_CREATED)
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            cohort, replayed = services.request_cohort(user=request.user, data=request.data), False
+        else:
+            try:
+                submission = services.request_cohort_once(user=request.user, data=request.data, idempotency_key=key)
+            except services.IdempotencyKeyReused as exc:
+                raise IdempotencyKeyReused(" ".join(exc.messages)) from None
+            cohort, replayed = submission.cohort, not submission.created
+        response = Response(CohortSerializer(cohort).data, status=status.HTTP_201_CREATED)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class CohortPreviewView(CohortApiMixin, APIView):

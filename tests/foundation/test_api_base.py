@@ -9,12 +9,12 @@ from django.urls import reverse
 pytestmark = pytest.mark.django_db
 
 
-def test_health_reports_database_broker_and_storage(client, settings):
+def test_health_reports_database_broker_storage_and_workers(client, settings):
     response = client.get(reverse("api-health"))
     assert response.status_code == 200
     report = response.json()
     assert report["status"] == "ok"
-    assert set(report["checks"]) == {"database", "broker", "storage"}
+    assert set(report["checks"]) == {"database", "broker", "storage", "workers"}
     assert report["checks"]["database"] == {"ok": True, "vendor": "postgresql" if settings.DATABASE_IS_POSTGRES else "sqlite"}
     assert report["checks"]["broker"]["ok"] is True
     assert report["checks"]["storage"] == {"ok": True, "backend": "FileSystemStorage"}

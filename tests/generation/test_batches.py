@@ -6,7 +6,7 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from cxr_platform.audit.models import AuditEvent
-from generation import services
+from generation import batches, pipeline, services
 from generation.models import Cohort, GenerationBatch, SyntheticImage
 
 from .conftest import cohort_request
@@ -60,7 +60,7 @@ def test_a_batch_whose_worker_died_redoes_only_unfinished_images(researcher, set
 def test_a_running_batch_with_a_live_worker_is_not_started_twice(researcher):
     cohort = submitted(researcher, size=2)
     batch = cohort.batches.get()
-    services._claim_batch(batch.pk)
+    batches.claim_batch(batch.pk)
     assert services.run_batch(batch.pk) == services.SKIPPED
     assert set(cohort.images.values_list("status", flat=True)) == {"pending"}
 
@@ -86,10 +86,10 @@ def test_cancelling_interrupts_a_running_batch_between_denoising_steps(researche
     from generation.inference import GenerationCancelled
 
     cohort = submitted(researcher, size=2)
-    batch = services._claim_batch(cohort.batches.get().pk)
+    batch = batches.claim_batch(cohort.batches.get().pk)
     services.cancel_cohort(cohort=cohort, actor=researcher)
     with pytest.raises(GenerationCancelled):
-        services._generate_and_screen(batch)
+        pipeline.generate_and_screen(batch)
     assert not cohort.images.filter(status="passed").exists()
 
 
@@ -137,7 +137,7 @@ def test_images_are_never_released_unscreened_without_a_screening_index(unscreen
 def test_the_reconciler_re_enqueues_a_batch_whose_worker_died(researcher, eager_celery, django_capture_on_commit_callbacks):
     cohort = submitted(researcher, size=2)
     batch = cohort.batches.get()
-    services._claim_batch(batch.pk)
+    batches.claim_batch(batch.pk)
     GenerationBatch.objects.filter(pk=batch.pk).update(heartbeat_at="2000-01-01T00:00Z")
     with django_capture_on_commit_callbacks(execute=True):
         assert services.reconcile_batches() == 1
@@ -165,13 +165,13 @@ def test_the_reconciler_runs_on_beat_well_inside_the_stale_threshold(settings):
 def test_a_batch_in_progress_keeps_its_heartbeat_fresh(researcher, settings):
     settings.GENERATION_STALE_BATCH_SECONDS = 3
     cohort = submitted(researcher, size=2)
-    batch = services._claim_batch(cohort.batches.get().pk)
+    batch = batches.claim_batch(cohort.batches.get().pk)
     GenerationBatch.objects.filter(pk=batch.pk).update(heartbeat_at="2000-01-01T00:00Z")
-    with services._Heartbeat(batch.pk) as heartbeat:
+    with pipeline.Heartbeat(batch.pk) as heartbeat:
         assert heartbeat.interval == 0.6
         heartbeat.beat()
     batch.refresh_from_db()
-    assert batch.heartbeat_at >= services._stale_before()
+    assert batch.heartbeat_at >= batches.stale_before()
     assert services.reconcile_batches() == 0  # a live batch is left alone
 
 
@@ -221,8 +221,8 @@ def test_generate_batch_is_routed_to_the_gpu_queue():
 
 def test_a_retried_batch_is_queued_again_under_a_new_message(researcher):
     cohort = submitted(researcher, size=1)
-    batch = services._claim_batch(cohort.batches.get().pk)
-    services._after_interruption(batch, GenerationBatch.Status.PENDING, error="RuntimeError: out of memory")
+    batch = batches.claim_batch(cohort.batches.get().pk)
+    batches.after_interruption(batch, GenerationBatch.Status.PENDING, error="RuntimeError: out of memory")
     services.retry_batch(batch.pk)
     batch.refresh_from_db()
     assert batch.status == "queued" and batch.task_id and batch.error == "RuntimeError: out of memory"

@@ -54,6 +54,25 @@ def test_a_cohort_submitted_in_the_browser_is_generated_by_a_worker_and_shown_li
             shown = []
             context.expose_function("reportPassed", lambda value: shown.append(int(value)))
             context.add_init_script(WATCH_PROGRESS)
+            # A second click sends nothing (static/js/submit-once.js): counted on a page whose submits
+            # are stopped before they leave, so that the first one's navigation cannot hide the second.
+            check = context.new_page()
+            check.goto(live_server.url + reverse("cohort-create"))
+            check.evaluate("""() => {
+                window.submits = 0;
+                document.getElementById("cohort-form").addEventListener("submit", (event) => {
+                    if (!event.defaultPrevented) window.submits += 1;
+                    event.preventDefault();
+                });
+            }""")
+            check.click("button[value=submit]")
+            check.wait_for_timeout(200)
+            assert check.locator("button[value=submit]").is_disabled()
+            check.click("button[value=submit]", force=True)
+            check.press("input[name=name]", "Enter")
+            assert check.evaluate("window.submits") == 1
+            check.close()
+
             page = context.new_page()
             page.goto(live_server.url + reverse("cohort-create"))
             page.fill("input[name=name]", "Browser cohort")

@@ -45,6 +45,9 @@ class Command(BaseCommand):
         except PermissionDenied as exc:
             raise CommandError(str(exc) or "Not allowed.") from None
         self.stdout.write(f"Cohort {cohort.pk} submitted: {cohort.size} images, seed {cohort.seed}.")
+        notice = None if options["inline"] else selectors.cohort_progress(cohort)["notice"]
+        if notice:
+            self.stdout.write(notice)
         if options["inline"]:
             services.run_cohort_inline(cohort, on_progress=lambda: self._report(cohort))
         elif not options["no_wait"]:
