@@ -438,6 +438,7 @@ EXPORT_WORK_DIR = env("EXPORT_WORK_DIR", "") or None  # where zips are built; No
 EXPORT_MAX_ACTIVE_PER_USER = env_int("EXPORT_MAX_ACTIVE_PER_USER", 3)  # queued + building exports per user
 EXPORT_STALE_SECONDS = env_int("EXPORT_STALE_SECONDS", 3600)  # building with no progress this long: failed
 EXPORT_LEASE_SECONDS = env_int("EXPORT_LEASE_SECONDS", 120)  # a building export's lease; a redelivered task waits for it
+EXPORT_REQUEUE_AFTER_SECONDS = env_int("EXPORT_REQUEUE_AFTER_SECONDS", 900)  # queued this long with no build: sent again
 CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "exports.tasks.expire_exports", "schedule": 900.0}
 # Push to a PACS (exports.delivery): a network timeout per answer, STOW-RS instances per request, and
 # how long a sending delivery's progress may stand still before a redelivered task takes it over.

@@ -25,6 +25,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from access import capabilities as caps
@@ -152,11 +153,34 @@ def _refuse_unscreened(cohort: Cohort) -> None:
                             "`manage.py verify_screening_seals`.", status=409)
 
 
-def _enqueue(export_id: int) -> None:
+def _enqueue(export_id: int) -> bool:
+    """Hand the build to the broker. If it cannot be reached, the export stays queued without a task
+    id and ``requeue_lost_exports`` sends it once the broker is back: never a 500 for the user."""
     from .tasks import build_export
 
-    result = build_export.delay(export_id)
-    Export.objects.filter(pk=export_id).update(task_id=str(result.id or ""))
+    try:
+        result = build_export.delay(export_id)
+    except Exception:  # noqa: BLE001 - any broker failure: kombu, redis, OSError
+        logger.exception("export %s: the job queue could not be reached; it will be sent later", export_id)
+        return False
+    Export.objects.filter(pk=export_id).update(task_id=str(result.id or ""), updated_at=timezone.now())
+    return True
+
+
+def requeue_lost_exports(*, now=None) -> int:
+    """Queued exports whose message never reached the broker (it was down at request time), or was
+    lost since (a non-persistent Redis restarted) are sent again. A duplicate is harmless: the
+    build's claim and lease let only one run build it."""
+    now = now or timezone.now()
+    never_sent = Q(task_id="", created_at__lt=now - timedelta(seconds=30))
+    lost = Q(updated_at__lt=now - timedelta(seconds=setting("EXPORT_REQUEUE_AFTER_SECONDS", 900)))
+    sent = 0
+    for pk in Export.objects.filter(never_sent | lost, status=Status.QUEUED).values_list("pk", flat=True):
+        if not _enqueue(pk):
+            break  # still unreachable: try again on the next run
+        record_event("export.resent", target=Export(pk=pk), details={"reason": "no build task ran"})
+        sent += 1
+    return sent
 
 
 # --- Identity -----------------------------------------------------------------------------------------

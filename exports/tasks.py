@@ -15,8 +15,10 @@ def build_export(self, export_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def expire_exports() -> int:
-    """Periodic: delete export packages past their expiry time; fail exports and deliveries whose worker died."""
+    """Periodic: delete export packages past their expiry time; fail exports and deliveries whose worker
+    died; send again exports whose build task never reached, or was lost by, the broker."""
     services.fail_stale_exports()
+    services.requeue_lost_exports()
     delivery.fail_stale_deliveries()
     return services.expire_exports()
 

@@ -81,3 +81,22 @@ def test_the_lease_is_renewed_while_the_build_makes_no_progress(small_cohort, ex
         time.sleep(1.6)  # a renewal every second
         renewed = Export.objects.get(pk=export.pk).updated_at
     assert timezone.now() - renewed < timedelta(seconds=1.5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_requested_while_the_broker_is_down_is_stored_and_sent_once_it_is_back(
+        small_cohort, exporter, app_broker, private_redis):
+    from tests.fixtures.celery_worker import free_port
+
+    app_broker(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    export = services.request_export(user=exporter, cohort=small_cohort)  # no 500: stored, queued
+    export.refresh_from_db()
+    assert export.status == Export.Status.QUEUED and export.task_id == ""
+    later = timezone.now() + timedelta(minutes=1)
+    assert services.requeue_lost_exports(now=later) == 0  # still down: nothing lost, nothing sent
+
+    app_broker(private_redis.url)  # the broker is back
+    assert services.requeue_lost_exports(now=later) == 1
+    export.refresh_from_db()
+    assert export.task_id and private_redis.client().llen("default") == 1
+    assert services.requeue_lost_exports(now=later) == 0  # sent once, not on every run
