@@ -32,6 +32,9 @@ class Export(models.Model):
     manifest_sha256 = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    # An API client's Idempotency-Key: a repeated request returns this export instead of a second one.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -40,6 +43,8 @@ class Export(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["owner", "idempotency_key"], name="one_export_per_idempotency_key",
+                                               condition=models.Q(idempotency_key__isnull=False))]
 
     def __str__(self):
         return f"export {self.pk} of cohort {self.cohort_id}"

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -108,8 +108,39 @@ def _transition(export: Export, target: str, *, actor=None, details: dict | None
 # --- Requesting ---------------------------------------------------------------------------------------
 
 
+def request_export_once(*, user, cohort: Cohort, idempotency_key: str, include_png: bool = False,
+                        transfer_syntax: str | None = None, enqueue: bool = True) -> tuple[Export, bool]:
+    """``request_export`` under a client's Idempotency-Key: the first request creates the export,
+    a repeat (a retried POST, a double click) returns it — (export, created). The same key with
+    another request is refused (422); the database's unique constraint settles a race."""
+    from generation.services import check_idempotency_key, request_fingerprint
+
+    try:
+        key = check_idempotency_key(idempotency_key)
+    except ValidationError:
+        raise ExportRefused("An Idempotency-Key is 1 to 255 visible ASCII characters (a UUID is a good one).") from None
+    fingerprint = request_fingerprint({"cohort": cohort.pk, "include_png": bool(include_png),
+                                       "transfer_syntax": transfer_syntax})
+
+    def earlier() -> Export | None:
+        found = Export.objects.filter(owner=user, idempotency_key=key).first()
+        if found is not None and found.request_fingerprint != fingerprint:
+            raise ExportRefused(f"This Idempotency-Key was already used for a different request, which created export "
+                                f"{found.pk}. Send a new key for another export.", status=422)
+        return found
+
+    found = earlier()  # before the other checks: a retried request that succeeded is not refused now
+    if found is not None:
+        return found, False
+    try:
+        return request_export(user=user, cohort=cohort, include_png=include_png, transfer_syntax=transfer_syntax,
+                              enqueue=enqueue, idempotency=(key, fingerprint)), True
+    except IntegrityError:  # a concurrent request with the same key won
+        return earlier(), False
+
+
 def request_export(*, user, cohort: Cohort, include_png: bool = False, transfer_syntax: str | None = None,
-                   enqueue: bool = True) -> Export:
+                   enqueue: bool = True, idempotency: tuple[str, str] | None = None) -> Export:
     """Queue an export of ``cohort`` (the user's own) for ``user``. Needs EXPORT_DICOM for the
     cohort's model version; refuses a cohort without screened images or one still running."""
     require_capability(user, caps.EXPORT_DICOM, cohort.model_version)
@@ -129,8 +160,10 @@ def request_export(*, user, cohort: Cohort, include_png: bool = False, transfer_
     if active >= limit:
         raise ExportRefused(f"You already have {active} exports being built. Wait for one to finish.", status=429)
     with transaction.atomic():
+        key, fingerprint = idempotency or (None, "")
         export = Export.objects.create(cohort=cohort, owner=user, include_png=bool(include_png),
-                                       transfer_syntax=syntax, progress_total=count)
+                                       transfer_syntax=syntax, progress_total=count, idempotency_key=key,
+                                       request_fingerprint=fingerprint)
         record_event("export.requested", actor=user, target=export,
                      details={"cohort": cohort.pk, "images": count, "include_png": bool(include_png),
                               "transfer_syntax": syntax})

@@ -57,10 +57,18 @@ def cohort_exports(request, cohort_id):
     """The cohort's exports (GET) and a new export (POST)."""
     cohort = _own_cohort(request, cohort_id)
     if request.method == "POST":
+        options = {"include_png": bool(request.POST.get("include_png")),
+                   "transfer_syntax": request.POST.get("transfer_syntax") or None}
+        token = request.POST.get("form_token")
         try:
-            services.request_export(user=request.user, cohort=cohort, include_png=bool(request.POST.get("include_png")),
-                                    transfer_syntax=request.POST.get("transfer_syntax") or None)
-            messages.success(request, "Export queued. It is built in the background; this page shows its progress.")
+            if token:  # the form's one-time token: a double click or a resent POST is the same request
+                _, created = services.request_export_once(user=request.user, cohort=cohort,
+                                                          idempotency_key=f"form-{token}", **options)
+            else:
+                services.request_export(user=request.user, cohort=cohort, **options)
+                created = True
+            messages.success(request, "Export queued. It is built in the background; this page shows its progress."
+                             if created else "This export was already requested; here is its progress.")
         except services.ExportRefused as refusal:
             messages.error(request, refusal.message)
         return redirect("export-cohort", cohort_id=cohort.pk)

@@ -1,5 +1,5 @@
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
@@ -31,6 +31,12 @@ class Refused(APIException):
 
 
 REFUSAL = inline_serializer("ExportRefusal", fields={"detail": serializers.CharField()})
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    OpenApiParameter.HEADER, required=False,
+    description="A unique string (a UUID). Repeating the request with the same key returns the export the first one "
+                "created (header `Idempotent-Replayed: true`) instead of building a second; the same key with another "
+                "body is refused (422).")
 
 
 class CohortExportsView(generics.ListAPIView):
@@ -47,19 +53,28 @@ class CohortExportsView(generics.ListAPIView):
     def get_queryset(self):
         return selectors.exports_of_cohort(self.request.user, self.get_cohort())
 
-    @extend_schema(request=ExportRequestSerializer, responses={
+    @extend_schema(request=ExportRequestSerializer, parameters=[IDEMPOTENCY_KEY], responses={
         202: ExportSerializer,
         409: OpenApiResponse(REFUSAL, description="The cohort is still being generated, or has no screened images."),
+        422: OpenApiResponse(REFUSAL, description="The Idempotency-Key was already used for a different request."),
     })
     def post(self, request, cohort_id):
         cohort = self.get_cohort()
         data = ExportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key")
         try:
-            export = services.request_export(user=request.user, cohort=cohort, **data.validated_data)
+            if key is None:
+                export, created = services.request_export(user=request.user, cohort=cohort, **data.validated_data), True
+            else:
+                export, created = services.request_export_once(user=request.user, cohort=cohort, idempotency_key=key,
+                                                               **data.validated_data)
         except services.ExportRefused as refusal:
             raise Refused(refusal) from None
-        return Response(ExportSerializer(export, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+        response = Response(ExportSerializer(export, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class ExportDetailView(APIView):

@@ -1,3 +1,4 @@
+import uuid
 """``{% export_section cohort as section %}``: what templates/exports/_cohort_exports.html shows,
 so any page that has a cohort can include it."""
 
@@ -19,6 +20,7 @@ def export_section(context, cohort):
         return {"allowed": False, "exports": []}
     allowed = access_policy(user).can(caps.EXPORT_DICOM, cohort.model_version)
     return {
+        "form_token": uuid.uuid4().hex,  # one per rendering: a second POST of this form is a repeat
         "allowed": allowed,
         "exportable": selectors.exportable_images(cohort).count() if allowed else 0,
         "finished": cohort.is_terminal,

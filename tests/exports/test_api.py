@@ -127,3 +127,46 @@ def test_download_can_be_handed_to_nginx(api, small_cohort, eager_celery, django
     export = Export.objects.get()
     assert response.status_code == 200 and response["X-Accel-Redirect"] == f"/protected/{export.file_name}"
     assert response.content == b""
+
+
+def test_a_repeated_post_with_the_same_idempotency_key_returns_the_first_export(api, small_cohort):
+    url = f"/api/v1/cohorts/{small_cohort.pk}/exports"
+    first = api.post(url, {"transfer_syntax": "jpegls"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = api.post(url, {"transfer_syntax": "jpegls"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"
+    assert Export.objects.filter(cohort=small_cohort).count() == 1
+    other = api.post(url, {"transfer_syntax": "rle"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert other.status_code == 422 and str(first.json()["id"]) in other.json()["detail"]
+    assert api.post(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="bad key").status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_posts_with_one_key_make_one_export(exporter, demo_model_version):
+    """Two requests racing (a client retrying on a timeout): the database's constraint lets one win."""
+    import threading
+
+    from django.db import connection
+
+    cohort = make_cohort(exporter, demo_model_version, pngs=array_pngs(2, size=32))
+    from exports import services
+
+    barrier, answers = threading.Barrier(2), []
+
+    def post():
+        try:
+            barrier.wait()
+            export, created = services.request_export_once(user=exporter, cohort=cohort, idempotency_key="race",
+                                                           enqueue=False)
+            answers.append((export.pk, created))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert Export.objects.filter(cohort=cohort).count() == 1
+    assert len(answers) == 2 and {pk for pk, _ in answers} == {Export.objects.get(cohort=cohort).pk}
+    assert sorted(created for _, created in answers) == [False, True]

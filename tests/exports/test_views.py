@@ -64,3 +64,19 @@ def test_retention_is_said_in_words(seconds, said):
     from exports.templatetags.exports_tags import _duration
 
     assert _duration(seconds) == said
+
+
+def test_the_export_form_posted_twice_makes_one_export(client, exporter, small_cohort):
+    from django.urls import reverse
+
+    from exports.models import Export
+
+    client.force_login(exporter)
+    page = client.get(reverse("export-cohort", args=[small_cohort.pk])).content.decode()
+    token = page.split('name="form_token" value="')[1].split('"')[0]
+    for _ in range(2):  # a double click, or the browser resending the POST
+        response = client.post(reverse("export-cohort", args=[small_cohort.pk]),
+                               {"transfer_syntax": "explicit", "form_token": token})
+        assert response.status_code == 302
+    assert Export.objects.filter(cohort=small_cohort).count() == 1
+    assert "data-once" in page and "submit-once.js" in page
