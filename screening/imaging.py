@@ -10,6 +10,8 @@ image, so a copy maps onto its original.
 from __future__ import annotations
 
 import io
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,51 +54,104 @@ def list_images(root: str | Path) -> list[Path]:
     return found
 
 
-def _dicom_array(source) -> np.ndarray:
+MAX_PIXELS = 80_000_000  # larger images (e.g. 9,000 × 9,000) are refused rather than decoded
+MAX_FILE_BYTES = 1 << 30  # and so are files over 1 GiB
+
+
+class ImageTooLarge(UnreadableImage):
+    """The image is larger than MAX_PIXELS (or its file than MAX_FILE_BYTES): it is not decoded."""
+
+
+@dataclass
+class ImageInfo:
+    """What reading an image found out, besides its pixels: the format, how it was converted, and
+    the patient and study it belongs to where the file says so (DICOM PatientID / StudyInstanceUID)."""
+
+    format: str = ""
+    bits: int = 8
+    notes: list = field(default_factory=list)
+    patient_id: str = ""
+    study_id: str = ""
+
+
+def _check_size(rows: int, columns: int) -> None:
+    if int(rows) * int(columns) > MAX_PIXELS:
+        raise ImageTooLarge(f"too large: {int(columns):,} × {int(rows):,} pixels "
+                            f"({int(rows) * int(columns) / 1e6:.1f} megapixels; the limit is {MAX_PIXELS / 1e6:.1f})")
+
+
+def _dicom_array(source, info: ImageInfo, photometric: bool = True) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     dataset = pydicom.dcmread(source)
+    info.format = "DICOM"
+    info.patient_id = str(getattr(dataset, "PatientID", "") or "").strip()
+    info.study_id = str(getattr(dataset, "StudyInstanceUID", "") or "").strip()
+    if "PixelData" not in dataset:
+        raise UnreadableImage("a DICOM file without pixel data (not an image)")
+    _check_size(getattr(dataset, "Rows", 0) or 0, getattr(dataset, "Columns", 0) or 0)
+    info.bits = int(getattr(dataset, "BitsStored", 8) or 8)
     pixels = dataset.pixel_array
-    if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
+    if pixels.ndim == 3 and pixels.shape[-1] in (3, 4) and int(getattr(dataset, "SamplesPerPixel", 1) or 1) > 1:
+        info.notes.append(f"colour DICOM ({dataset.PhotometricInterpretation}) converted to grayscale")
         pixels = pixels[..., :3].astype(np.float32).mean(axis=-1)
     elif pixels.ndim == 3:  # multi-frame: the first frame
+        info.notes.append(f"multi-frame DICOM ({pixels.shape[0]} frames): the first frame")
         pixels = pixels[0]
     array = apply_modality_lut(pixels, dataset)
     try:
         array = apply_voi_lut(array, dataset, index=0)
     except Exception:  # noqa: BLE001 - a malformed VOI LUT leaves the modality values
-        pass
+        info.notes.append("unusable VOI LUT ignored")
     array = np.asarray(array, dtype=np.float32)
     if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        array = array.max() - array
+        # MONOCHROME1: the lowest value is white. Inverted so that every image is MONOCHROME2.
+        if photometric:
+            info.notes.append("MONOCHROME1 inverted to MONOCHROME2")
+            array = np.nanmax(array) - array
     return array
 
 
-def _pil_array(picture: Image.Image) -> np.ndarray:
+def _pil_array(picture: Image.Image, info: ImageInfo | None = None) -> np.ndarray:
+    info = info if info is not None else ImageInfo()
+    info.format = info.format or (picture.format or "image")
+    _check_size(picture.height, picture.width)
     if picture.mode in ("RGBA", "LA", "P", "PA"):
         picture = picture.convert("RGBA" if picture.mode != "LA" else "LA")
     if picture.mode in ("RGB", "RGBA", "CMYK", "YCbCr"):
         rgb = np.asarray(picture.convert("RGB"), dtype=np.float32)
+        if float(np.abs(rgb - rgb.mean(axis=-1, keepdims=True)).max()) > 8.0:
+            info.notes.append(f"colour image ({picture.mode}) converted to grayscale")
         return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     if picture.mode == "LA":
         return np.asarray(picture, dtype=np.float32)[..., 0]
     if picture.mode == "1":
         picture = picture.convert("L")
+    if picture.mode.startswith("I;16") or picture.mode in ("I", "F"):
+        info.bits = 16 if picture.mode.startswith("I;16") else 32
     return np.asarray(picture, dtype=np.float32)  # L, I;16, I, F: any bit depth
 
 
-def load_gray(source) -> np.ndarray:
-    """A 2-D float32 array in [0, 1] from a path, bytes, file object or PIL image."""
+def read_image(source, *, photometric: bool = True) -> tuple[np.ndarray, ImageInfo]:
+    """Like :func:`load_gray`, with what reading found out (:class:`ImageInfo`). ``photometric=False``
+    ignores a DICOM's PhotometricInterpretation (MONOCHROME1 left as stored: only for tests)."""
+    info = ImageInfo()
     try:
         if isinstance(source, Image.Image):
-            array = _pil_array(source)
+            array = _pil_array(source, info)
         else:
             if isinstance(source, (bytes, bytearray)):
                 source = io.BytesIO(source)
             is_dicom = False
             if isinstance(source, (str, Path)):
                 path = Path(source)
+                size = path.stat().st_size
+                if size > MAX_FILE_BYTES:
+                    raise ImageTooLarge(f"too large: the file has {size / 2**20:,.0f} MiB (the limit is "
+                                        f"{MAX_FILE_BYTES / 2**20:,.0f})")
+                if size == 0:
+                    raise UnreadableImage("empty file")
                 is_dicom = path.suffix.lower() in (".dcm", ".dicom") or _is_dicom(path)
             else:
                 position = source.tell()
@@ -104,18 +159,29 @@ def load_gray(source) -> np.ndarray:
                 is_dicom = source.read(4) == b"DICM"
                 source.seek(position)
             if is_dicom:
-                array = _dicom_array(source)
+                array = _dicom_array(source, info, photometric)
             else:
-                with Image.open(source) as picture:
-                    picture.load()
-                    array = _pil_array(picture)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(source) as picture:
+                        _check_size(picture.height, picture.width)  # before decoding a single pixel
+                        picture.load()
+                        array = _pil_array(picture, info)
     except UnreadableImage:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"too large: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - every decoder error becomes one clear message
         raise UnreadableImage(f"cannot read image: {exc}") from exc
     if array.ndim != 2 or min(array.shape) < 8:
         raise UnreadableImage(f"not a 2-D image of usable size (shape {array.shape})")
-    return normalise(array)
+    return normalise(array), info
+
+
+def load_gray(source, *, photometric: bool = True) -> np.ndarray:
+    """A 2-D float32 array in [0, 1] from a path, bytes, file object or PIL image (MONOCHROME1 DICOM
+    inverted, colour converted to gray, any bit depth; padding NaN)."""
+    return read_image(source, photometric=photometric)[0]
 
 
 def padding_mask(array: np.ndarray, min_fraction: float = 0.005) -> np.ndarray:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from cxr_platform.audit.services import record_event
 
-from . import engine, imaging, sealing
+from . import engine, imaging, regions, sealing
 from .models import ScreeningIndex, ScreeningRecord
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def _apply_meta(index: ScreeningIndex, meta: dict) -> dict:
             "stage_b": stage_b or None,
             "skipped_count": meta.get("skipped_count", 0),
             "skipped": meta.get("skipped", [])[:20],
+            "report": _short_report(meta.get("report")),
             "build_seconds": meta.get("build_seconds"),
         },
         "train_source": meta.get("train_root", ""),
@@ -118,10 +119,19 @@ def _apply_meta(index: ScreeningIndex, meta: dict) -> dict:
     }
 
 
+def _short_report(report: dict | None) -> dict | None:
+    """The build report (engine.report_lines) for the database: counts, and the first skipped files."""
+    if not report:
+        return None
+    return {**report, "skipped_files": (report.get("skipped_files") or [])[:20]}
+
+
 def build_screening_index(model_version, train_dir, holdout_dir=None, *, actor=None, directory=None,
-                          progress: bool = False, workers: int = 1, log=lambda message: None) -> ScreeningIndex:
+                          progress: bool = False, workers: int = 1, subjects_file=None,
+                          log=lambda message: None) -> ScreeningIndex:
     """Describe the training (and holdout) radiographs, calibrate and attach the index to the model
-    version. Resumable: an interrupted build continues from its finished chunks."""
+    version. Resumable: an interrupted build continues from its finished chunks. ``subjects_file``:
+    a CSV ``path,subject_id[,study_id]`` naming each image's patient (see screening.patients)."""
     directory = Path(directory) if directory else default_directory(model_version)
     directory.mkdir(parents=True, exist_ok=True)
     with transaction.atomic():
@@ -136,7 +146,7 @@ def build_screening_index(model_version, train_dir, holdout_dir=None, *, actor=N
                         details={"train": str(train_dir), "holdout": str(holdout_dir or "")})
     try:
         meta = engine.build_index(directory, train_dir, holdout_dir, encoder=configured_encoder(),
-                                  progress=progress, workers=workers, log=log)
+                                  progress=progress, workers=workers, subjects_file=subjects_file, log=log)
     except Exception as exc:
         with transaction.atomic():
             index.refresh_from_db()
@@ -309,7 +319,8 @@ def _lock_cohort_duplicates(cohort_id: int) -> None:
 def _screen_one(image, cohort, index, screener, members_ids, own_ids, own_vectors) -> ScreeningVerdict:
     array = _read(image)
     thumb = imaging.query_thumbnail(array)
-    analysis = screener.analyse_thumbnail(thumb, array=array)  # the slow part, outside the lock
+    # The slow part, outside the lock.
+    analysis = screener.analyse_thumbnail(thumb, array=array, region=regions.region_thumbnail(array))
     vector = fingerprint(thumb)
     with transaction.atomic():
         _lock_cohort_duplicates(cohort.pk)
@@ -336,16 +347,21 @@ class TrainingVerdict:
         return self.decision != Decision.PASSED
 
 
-def training_verdict(analysis, threshold: float, stage_b_threshold: float | None = None) -> TrainingVerdict:
+def training_verdict(analysis, threshold: float, stage_b_threshold: float | None = None,
+                     region_threshold: float | None = None) -> TrainingVerdict:
     """Decide from an ``engine.Analysis`` whether an image is a near-copy of a training image: an
-    exact match, a Stage A fused score at or above ``threshold``, or a Stage B score at or above its
-    own threshold. Used for generated images (with the within-cohort duplicate check on top) and by
+    exact match, a Stage A fused score at or above ``threshold``, a region (partial copy) score at or
+    above ``region_threshold``, or a Stage B score at or above its own threshold. Used for generated images (with the within-cohort duplicate check on top) and by
     ``manage.py screen_images`` for any file."""
     threshold = float(threshold)
     match = analysis.train_match
     stage_b_flag = (
         analysis.stage_b_score is not None and stage_b_threshold is not None
         and analysis.stage_b_score >= stage_b_threshold
+    )
+    region_flag = (
+        getattr(analysis, "region_score", None) is not None and region_threshold is not None
+        and analysis.region_score >= region_threshold
     )
     if analysis.exact:
         decision = Decision.MEMORIZED
@@ -355,6 +371,12 @@ def training_verdict(analysis, threshold: float, stage_b_threshold: float | None
         decision = Decision.MEMORIZED
         reason = (f"Too similar to a training radiograph (similarity {analysis.train_score:.3f}, limit "
                   f"{threshold:.3f}): it may reproduce a real patient's image; quarantined for privacy review.")
+    elif region_flag:
+        decision = Decision.MEMORIZED
+        region = analysis.region_match
+        reason = (f"Part of it (about {region.area:.0%} of the image) copies part of a training radiograph "
+                  f"(region similarity {analysis.region_score:.3f}, limit {region_threshold:.3f}): it may "
+                  "reproduce a real patient's image; quarantined for privacy review.")
     elif stage_b_flag:
         decision = Decision.MEMORIZED
         reason = (f"The learned encoder (Stage B) finds it too close to a training radiograph (similarity "
@@ -365,7 +387,9 @@ def training_verdict(analysis, threshold: float, stage_b_threshold: float | None
         reason = (f"No training radiograph is close (highest similarity {analysis.train_score:.3f}, limit "
                   f"{threshold:.3f}).")
     best_index = match.index if match else None
-    if stage_b_flag and analysis.stage_b_index is not None and not (analysis.exact or analysis.train_score >= threshold):
+    if region_flag and not (analysis.exact or analysis.train_score >= threshold):
+        best_index = analysis.region_match.index
+    elif stage_b_flag and analysis.stage_b_index is not None and not (analysis.exact or analysis.train_score >= threshold):
         best_index = analysis.stage_b_index
     return TrainingVerdict(decision=decision, reason=reason, best_index=best_index, stage_b_flag=stage_b_flag)
 
@@ -379,7 +403,7 @@ def _decide_and_record(image, cohort, index, screener, analysis, vector, earlier
         duplicate_similarity = float(similarities[position])
         if duplicate_similarity >= _duplicate_threshold():
             duplicate_of = earlier_ids[position]
-    found = training_verdict(analysis, threshold, index.stage_b_threshold)
+    found = training_verdict(analysis, threshold, index.stage_b_threshold, screener.region_threshold)
     decision, reason = found.decision, found.reason
     if decision == Decision.PASSED and duplicate_of is not None:
         decision = Decision.DUPLICATE

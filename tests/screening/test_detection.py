@@ -1,4 +1,5 @@
-"""Stage A on the shared real radiographs: near-copies of every edit family caught, holdout passes."""
+"""Stage A on the public real radiographs (tests/assets/cxr_public): near-copies of every edit family caught,
+holdout passes."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""``evaluate_screening``: the measurement command, on the shared radiographs."""
+"""``evaluate_screening``: the measurement command, on the public radiographs of ``cxr_public_dir``."""
 
 import json
 
@@ -7,7 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from screening import edits
-from screening.evaluation import auroc, tpr_at_fpr
+from screening import imaging
+from screening.evaluation import auroc, index_size_check, tpr_at_fpr
 
 pytestmark = pytest.mark.slow
 
@@ -17,10 +18,14 @@ def test_writes_the_documented_json_for_each_family_including_the_vae_round_trip
     out = tmp_path / "result.json"
     call_command("evaluate_screening", "--train", str(screening_split[0]), "--holdout", str(screening_split[1]),
                  "--model-version", str(demo_model_version.pk), "--families", "jpeg_q75,vae_roundtrip",
-                 "--limit", "2", "--json", str(out), "--no-progress")
+                 "--limit", "2", "--json", str(out), "--no-progress", "--scale", "")
     result = json.loads(out.read_text())
-    assert set(result) == {"families", "holdout_fpr", "threshold", "seconds_per_image"}
+    assert {"families", "holdout_fpr", "threshold", "seconds_per_image"} <= set(result)  # the shape kept
     assert set(result["families"]) == {"jpeg_q75", "vae_roundtrip"}
+    assert set(result["exact_share"]) == {"jpeg_q75", "vae_roundtrip"}
+    non_copies = result["non_copies"]  # held-out images, each left out of the holdout it is compared with
+    assert non_copies["n"] == 2 and 0.0 <= non_copies["closer_to_train_share"] <= 1.0  # --limit 2
+    assert "29 training and 29 held-out images" in non_copies["compared_with"]
     for figures in result["families"].values():
         assert set(figures) == {"n", "tpr_at_threshold", "tpr_at_fpr_1pct", "tpr_at_fpr_0_1pct", "auroc"}
         assert figures["n"] == 2
@@ -45,3 +50,43 @@ def test_detection_rate_at_a_false_positive_rate_reads_the_threshold_off_the_neg
     negatives = np.linspace(0, 1, 1000)  # the strictest cut flagging at most 1 % is the 990th score
     assert tpr_at_fpr([0.985, 0.995, 0.999], negatives, 0.01) == pytest.approx(2 / 3)
     assert auroc([2, 3], [0, 1]) == 1.0 and auroc([0], [0]) == 0.5
+
+
+def test_partial_copy_families_are_new_keys_scored_by_both_stages(screening_split, tmp_path):
+    out = tmp_path / "result.json"
+    call_command("evaluate_screening", "--train", str(screening_split[0]), "--holdout", str(screening_split[1]),
+                 "--families", "splice,patch_copy_50", "--limit", "2", "--json", str(out), "--no-progress",
+                 "--scale", "")
+    result = json.loads(out.read_text())
+    assert set(result["families"]) == {"splice", "patch_copy_50"}
+    assert result["region_threshold"] > 0 and result["holdout_n"] == 30
+    assert set(result["holdout_margin"]) == {"stage_a", "region"}
+    assert result["by_stage"]["patch_copy_50"]["region_at_threshold"] == 1.0
+    assert result["families"]["patch_copy_50"]["tpr_at_threshold"] == 1.0
+
+
+def test_the_index_size_check_reports_each_size_and_extrapolates_to_mimic_scale(screening_split):
+    def arrays(folder, count):
+        return [np.nan_to_num(imaging.load_gray(p), nan=0.0) for p in imaging.list_images(folder)[:count]]
+
+    train, holdout = arrays(screening_split[0], 6), arrays(screening_split[1], 6)
+    calibration = {"stage_a": {"threshold": 0.8}, "region": {"threshold": 0.6},
+                   "stage_a_holdout_scores": [0.5] * 6, "region_holdout_scores": [0.3] * 6}
+    report = index_size_check(train, holdout, calibration, factors=(3,))
+    assert [row["index_size"] for row in report["rows"]] == [6, 18]
+    assert all(0.0 <= row["flagged"] <= 1.0 for row in report["rows"])
+    assert set(report["extrapolated"]) == {"stage_a", "region"}
+    assert report["extrapolated_to"] == 377_000
+
+
+def test_a_holdout_too_small_for_the_target_is_warned_about():
+    from screening.evaluation import target_report
+
+    result = {"families": {}, "holdout_fpr": 0.0, "threshold": 0.8, "seconds_per_image": 0.3, "holdout_n": 30}
+    assert any("30 held-out images cannot support" in line for line in target_report(result))
+
+
+def test_refuses_a_bad_scale(screening_split):
+    with pytest.raises(CommandError, match="--scale"):
+        call_command("evaluate_screening", "--train", str(screening_split[0]), "--holdout", str(screening_split[1]),
+                     "--scale", "x")

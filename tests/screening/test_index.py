@@ -1,6 +1,7 @@
 """build_screening_index: formats, calibration stored with the index, resumable builds, refusals."""
 
 import io
+import json
 
 import numpy as np
 import pydicom
@@ -135,3 +136,54 @@ def test_bad_arguments_are_clear_errors(demo_model_version, tmp_path):
     with pytest.raises(CommandError, match="--workers"):
         call_command("build_screening_index", "--model-version", str(demo_model_version.pk),
                      "--train", str(tmp_path), "--workers", "0")
+
+
+def test_bad_input_is_indexed_or_skipped_with_a_reason_per_file(screening_split, demo_model_version, settings,
+                                                                tmp_path, monkeypatch):
+    """Colour, 16-bit and MONOCHROME1 files are indexed (the report says how they were read); unreadable,
+    empty, blank, pixel-less and huge files are skipped, each with its reason, and counted."""
+    settings.SCREENING_INDEX_ROOT = str(tmp_path / "indexes")
+    monkeypatch.setattr(imaging, "MAX_PIXELS", 300 * 300)  # "huge", without writing gigabytes
+    train_src, holdout_src = screening_split
+    train, holdout = tmp_path / "train", tmp_path / "holdout"
+    train.mkdir()
+    holdout.mkdir()
+    arrays = [np.nan_to_num(imaging.load_gray(p), nan=0.0) for p in imaging.list_images(train_src)[:5]]
+    Image.fromarray((arrays[0] * 255).astype(np.uint8)).save(train / "a_plain.png")
+    Image.fromarray((arrays[1] * 65535).astype(np.uint16)).save(train / "b_sixteen.png")
+    tinted = np.stack([arrays[2], arrays[2] * 0.6, arrays[2] * 0.3], -1)  # a real colour image
+    Image.fromarray((tinted * 255).astype(np.uint8), mode="RGB").save(train / "c_colour.png")
+    _write_dicom(train / "d_mono1.dcm", (1 - arrays[3]) * 4095, monochrome1=True)
+    Image.fromarray((arrays[4] * 255).astype(np.uint8)).resize((400, 400)).save(train / "e_huge.png")
+    (train / "f_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (train / "g_empty.png").write_bytes(b"")
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(train / "h_blank.png")
+    no_pixels = pydicom.dcmread(train / "d_mono1.dcm")
+    del no_pixels.PixelData
+    no_pixels.save_as(train / "i_no_pixels.dcm")
+    for path in imaging.list_images(holdout_src)[:4]:
+        (holdout / path.name).symlink_to(path)
+    out = io.StringIO()
+    call_command("build_screening_index", "--model-version", str(demo_model_version.pk), "--train", str(train),
+                 "--holdout", str(holdout), "--no-progress", stdout=out)
+    text = out.getvalue()
+    assert "train: 4 of 9 image file(s) indexed, 5 skipped" in text
+    assert "1 × colour image (RGB) converted to grayscale" in text
+    assert "1 × MONOCHROME1 inverted to MONOCHROME2" in text
+    assert "PNG 16-bit" in text and "DICOM 12-bit" in text
+    reasons = {line.split(":", 1)[0].strip(): line for line in text.splitlines() if line.startswith("  train/")}
+    assert "too large: 400 × 400 pixels" in reasons["train/e_huge.png"]
+    assert "cannot read image" in reasons["train/f_broken.jpg"]
+    assert "empty file" in reasons["train/g_empty.png"]
+    assert "blank" in reasons["train/h_blank.png"]
+    assert "without pixel data" in reasons["train/i_no_pixels.dcm"]
+    assert "Skipped 5 file(s):" in text
+    index = ScreeningIndex.objects.get(model_version=demo_model_version)
+    assert (index.train_count, index.calibration["skipped_count"]) == (4, 5)
+    assert index.calibration["report"]["train"]["conversions"]["MONOCHROME1 inverted to MONOCHROME2"] == 1
+
+
+def test_an_index_of_an_older_format_is_refused_with_the_command_that_rebuilds_it(screening_index_dir):
+    meta = json.loads((screening_index_dir / "meta.json").read_text())
+    with pytest.raises(engine.IndexNotReady, match="rebuild it: `python manage.py build_screening_index"):
+        engine.Screener(screening_index_dir, meta={**meta, "format": engine.FORMAT_VERSION - 1})

@@ -23,9 +23,13 @@ class Command(BaseCommand):
         parser.add_argument("--vae-size", type=int,
                             help="Round-trip resolution in px (default: the model version's image height, else the "
                                  "VAE's sample size): the resolution the model decodes its images at")
-        parser.add_argument("--limit", type=int, help="Use only the first N training images")
+        parser.add_argument("--limit", type=int, help="Use only the first N training images (and N held-out images "
+                                                      "as the non-copies)")
         parser.add_argument("--families", help="Comma-separated edit families (default: all)")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--scale", default="4,16",
+                            help="Index-size check: rebuild the index with distractors at these multiples of its size "
+                                 "and report how the held-out patients' best scores move (default 4,16; '' to skip)")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **options):
@@ -43,8 +47,15 @@ class Command(BaseCommand):
                 raise CommandError(f"--{name} {options[name]} is not a folder.")
         families = [f.strip() for f in options["families"].split(",")] if options.get("families") else None
         try:
+            scale = tuple(int(f) for f in options["scale"].split(",") if f.strip())
+        except ValueError:
+            raise CommandError("--scale takes whole numbers separated by commas, e.g. 4,16.") from None
+        if any(f < 2 or f > 1000 for f in scale):
+            raise CommandError("--scale factors must be between 2 and 1000.")
+        try:
             result = evaluate(options["train"], options["holdout"], vae_dir=vae_dir, vae_size=vae_size, limit=options.get("limit"),
-                              seed=options["seed"], families=families, progress=not options["no_progress"])
+                              seed=options["seed"], families=families, progress=not options["no_progress"],
+                              scale_factors=scale)
         except (ValueError, FileNotFoundError, OSError) as exc:
             raise CommandError(str(exc)) from None
         for line in target_report(result):

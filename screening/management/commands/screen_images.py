@@ -57,8 +57,8 @@ def _subject(screener, position):
 def screen_file(path: Path, *, screener, index) -> dict:
     """The verdict for one file (raises imaging.UnreadableImage when it cannot be read)."""
     array = imaging.load_gray(path)
-    analysis = screener.analyse_thumbnail(imaging.query_thumbnail(array), array=array)
-    verdict = services.training_verdict(analysis, index.threshold, index.stage_b_threshold)
+    analysis = screener.analyse(array)
+    verdict = services.training_verdict(analysis, index.threshold, index.stage_b_threshold, screener.region_threshold)
     match = None
     if verdict.best_index is not None:
         position = int(verdict.best_index)
@@ -75,6 +75,9 @@ def screen_file(path: Path, *, screener, index) -> dict:
         "reason": verdict.reason,
         "exact_match": bool(analysis.exact),
         "holdout_score": _number(analysis.holdout_score),
+        "region_score": _number(analysis.region_score),
+        "region_threshold": _number(screener.region_threshold),
+        "region_area": None if analysis.region_match is None else analysis.region_match.area,
         "stage_b_score": _number(analysis.stage_b_score),
         "stage_b_threshold": _number(index.stage_b_threshold),
         "match": match,

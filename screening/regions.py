@@ -1,0 +1,322 @@
+"""The region stage: finding a copied part of a training radiograph, wherever it sits in an image.
+
+Diffusion models copy parts of training images as well as whole ones, and a patch of a real
+patient's radiograph pasted into an otherwise new image is as much a leak as a whole copy. The
+whole-image stage (:mod:`screening.search`) cannot see it: the rest of the image decides its score.
+
+This stage works on 128×128 thumbnails (four times the pixels of the whole-image stage):
+
+* **Index** — every training thumbnail is cut into WINDOW×WINDOW windows on a TRAIN_STRIDE grid
+  (64 per image). A window is described by its 8×8 block means, standardised (so brightness,
+  contrast and gamma change little), reduced by PCA and kept in a faiss inner-product index; each
+  vector remembers its image (``region_owner.npy``).
+* **Query** — the screened image's windows on a finer QUERY_STRIDE grid (529 of them) are searched.
+  A copied region of at least a quarter of the image area (e.g. 64×64 of 128×128, or 55×74) always
+  contains a whole training window, and some query window lies within QUERY_STRIDE/2 pixels of it,
+  whatever the region's position in either image, so its descriptor is found.
+* **Verification** — the training images the windows vote for are checked by normalised cross-
+  correlation of the best query windows at every position in the candidate (a locally aligned
+  match, by FFT), and the match is grown: the share of the query's area where the two images agree
+  at that displacement is the copied area reported to reviewers.
+
+The region score (:func:`fuse`) weighs the best window's correlation and the agreeing area; its
+threshold is calibrated separately, on held-out patients (:func:`screening.calibration.calibrate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import fft as sfft
+
+from . import imaging
+
+REGION_SIZE = 128
+# A copied region of a quarter of the image area with an aspect up to 4:3 is at least 55 pixels on
+# its short side (of 128): it always holds a whole training window, since WINDOW + TRAIN_STRIDE - 1 <= 55.
+WINDOW = 40
+TRAIN_STRIDE = 12
+QUERY_STRIDE = 4
+BLOCK = WINDOW // 8  # 8×8 block means per window
+REGION_PCA_DIM = 32
+MIN_SPREAD = 6.0  # windows flatter than this (0–255 scale) carry no pattern to match: not used
+NEIGHBOURS = 6  # training windows retrieved per query window
+CANDIDATES = 5  # training images verified
+WINDOWS_VERIFIED = 4  # query windows correlated per candidate
+EXACT_SEARCH_LIMIT = 2_000_000  # windows; beyond, an approximate (inverted-file) index
+NPROBE = 16
+PQ_BYTES = 16
+SAMPLE_IMAGES = 20_000  # images whose windows fit the PCA (and the quantiser at scale)
+AGREEMENT_TILE = 16
+AGREEMENT_STRIDE = 8
+AGREEMENT_PEARSON = 0.85  # a 16×16 tile agrees when its correlation at the match's displacement is this high
+FULL_AREA = 0.25
+DETAIL_SIGMA = 3.0  # verification compares detail (a band of the image between these blurs), see detail()
+DETAIL_FINE = 0.8
+
+
+@dataclass
+class RegionMatch:
+    index: int  # position of the training image
+    score: float  # see fuse()
+    query_window: tuple  # (row, column) of that window in the 128×128 query thumbnail
+    train_window: tuple  # where it matched in the training thumbnail
+    area: float  # share of the query's area that agrees with the training image at that displacement
+    correlation: float = 0.0  # the best window's normalised cross-correlation
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def region_thumbnail(array: np.ndarray) -> np.ndarray:
+    """The REGION_SIZE² float thumbnail (0–255) of a normalised image; NaN where it is padding."""
+    return imaging.resize(array, REGION_SIZE) * 255.0
+
+
+def stored_thumbnail(array: np.ndarray) -> np.ndarray:
+    """The uint8 REGION_SIZE² thumbnail kept for each training image (padding stored as black)."""
+    return np.clip(np.rint(np.nan_to_num(region_thumbnail(array), nan=0.0)), 0, 255).astype(np.uint8)
+
+
+def detail(thumb: np.ndarray) -> np.ndarray:
+    """The thumbnail minus its Gaussian blur (NaN kept): ribs, vessels, edges and texture. Chest
+    radiographs of different patients share their smooth layout, so raw windows of two patients
+    correlate at 0.97 or more; their detail does not."""
+    from scipy import ndimage
+
+    thumb = np.asarray(thumb, dtype=np.float64)
+    invalid = np.isnan(thumb)
+    filled = np.where(invalid, np.nanmean(thumb) if (~invalid).any() else 0.0, thumb)
+    out = ndimage.gaussian_filter(filled, DETAIL_FINE) - ndimage.gaussian_filter(filled, DETAIL_SIGMA)
+    out[invalid] = np.nan
+    return out
+
+
+def _box_sums(values: np.ndarray, size: int) -> np.ndarray:
+    """Sums over every size×size box (valid positions), by an integral image."""
+    total = np.pad(np.cumsum(np.cumsum(values, axis=0), axis=1), ((1, 0), (1, 0)))
+    return total[size:, size:] - total[:-size, size:] - total[size:, :-size] + total[:-size, :-size]
+
+
+def window_descriptors(thumb: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions (n, 2), descriptors (n, 64)) of the WINDOW×WINDOW windows of ``thumb`` on a
+    ``stride`` grid that lie wholly inside the image (no padding) and are not flat."""
+    thumb = np.asarray(thumb, dtype=np.float64)
+    invalid = np.isnan(thumb)
+    means = _box_sums(np.where(invalid, 0.0, thumb), BLOCK) / (BLOCK * BLOCK)
+    holes = _box_sums(invalid.astype(np.float64), WINDOW)
+    starts = np.arange(0, thumb.shape[0] - WINDOW + 1, stride)
+    rows, cols = np.meshgrid(starts, starts, indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    offsets = np.arange(8) * BLOCK
+    grid_r = rows[:, None, None] + offsets[None, :, None]
+    grid_c = cols[:, None, None] + offsets[None, None, :]
+    blocks = means[grid_r, grid_c].reshape(len(rows), 64)
+    spread = blocks.std(axis=1)
+    keep = (holes[rows, cols] < 0.5) & (spread >= MIN_SPREAD)
+    blocks = blocks[keep]
+    descriptors = (blocks - blocks.mean(axis=1, keepdims=True)) / np.maximum(spread[keep][:, None], 1e-6)
+    return np.stack([rows[keep], cols[keep]], axis=1), descriptors.astype(np.float32)
+
+
+def _ncc_map(window: np.ndarray, image: np.ndarray, floor: float = 1.0) -> np.ndarray:
+    """Normalised cross-correlation of ``window`` at every valid position in ``image`` (both finite)."""
+    h, w = window.shape
+    z = window - window.mean()
+    norm = float(np.sqrt((z * z).sum()))
+    if norm < 1e-6:
+        return np.full((image.shape[0] - h + 1, image.shape[1] - w + 1), -1.0)
+    shape = (image.shape[0] + h - 1, image.shape[1] + w - 1)
+    corr = sfft.irfft2(sfft.rfft2(image, shape, workers=1) * sfft.rfft2(z[::-1, ::-1], shape, workers=1), shape,
+                       workers=1)[h - 1:image.shape[0], w - 1:image.shape[1]]
+    sums = _box_sums(image, h)
+    squares = _box_sums(image * image, h)
+    variance = np.maximum(squares - sums * sums / (h * w), 1e-6)
+    # No peaks on flat regions: a window can only match where the candidate has some pattern.
+    variance = np.maximum(variance, (h * w) * floor ** 2)
+    return corr / (norm * np.sqrt(variance))
+
+
+def agreement_area(query: np.ndarray, candidate: np.ndarray, displacement: tuple) -> float:
+    """Share of the query's (valid) AGREEMENT_TILE tiles, on an AGREEMENT_STRIDE grid, that correlate
+    at least AGREEMENT_PEARSON with the candidate moved by ``displacement`` (candidate = query + d):
+    how much of the image the match covers. A copied region agrees over its whole area; a chance
+    match of one window between two patients' radiographs does not spread beyond it."""
+    dy, dx = (int(v) for v in displacement)
+    size, tile = query.shape[0], AGREEMENT_TILE
+    starts = np.arange(0, size - tile + 1, AGREEMENT_STRIDE)
+    valid_tiles = _box_sums((~np.isnan(query)).astype(np.float64), tile)[np.ix_(starts, starts)] >= tile * tile - 0.5
+    total = int(valid_tiles.sum())
+    if not total:
+        return 0.0
+    # The overlap of the query and the moved candidate, in query coordinates.
+    top, left = max(0, -dy), max(0, -dx)
+    bottom, right = min(size, size - dy), min(size, size - dx)
+    if bottom - top < tile or right - left < tile:
+        return 0.0
+    q = np.nan_to_num(query[top:bottom, left:right])
+    t = candidate[top + dy:bottom + dy, left + dx:right + dx]
+    n = tile * tile
+    sq, st = _box_sums(q, tile), _box_sums(t, tile)
+    cov = _box_sums(q * t, tile) - sq * st / n
+    vq = _box_sums(q * q, tile) - sq * sq / n
+    vt = _box_sums(t * t, tile) - st * st / n
+    pearson = cov / np.sqrt(np.maximum(vq * vt, 1e-9))
+    agree = np.zeros((size - tile + 1, size - tile + 1), dtype=bool)
+    agree[top:top + pearson.shape[0], left:left + pearson.shape[1]] = (pearson >= AGREEMENT_PEARSON) & (vq > n) & (vt > n)
+    return float((agree[np.ix_(starts, starts)] & valid_tiles).sum() / total)
+
+
+def fuse(correlation: float, area: float) -> float:
+    """The region score: half the best window's correlation, half the matched area (full at a
+    quarter of the image). The area is what separates a copied region from a chance match of one
+    window, which grows likelier as the index grows; the correlation ranks matches of equal area."""
+    return 0.5 * correlation + 0.5 * min(1.0, area / FULL_AREA)
+
+
+def fit(descriptors: np.ndarray, dim: int = REGION_PCA_DIM, max_samples: int = 100_000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    sample = descriptors if len(descriptors) <= max_samples else descriptors[
+        rng.choice(len(descriptors), max_samples, replace=False)]
+    mean = sample.mean(axis=0)
+    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    return mean.astype(np.float32), vt[:min(dim, vt.shape[0])].astype(np.float32)
+
+
+def project(descriptors: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    reduced = (np.asarray(descriptors, np.float32) - mean) @ components.T
+    return np.ascontiguousarray(reduced / np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12),
+                                dtype=np.float32)
+
+
+def write_index(directory: Path, thumbnails: np.ndarray) -> int:
+    """Write the region stage's files for the training thumbnails (N×128×128 uint8): the thumbnails
+    themselves (memory-mapped at screening time), the PCA, the window index and each window's image.
+    Returns the number of windows indexed."""
+    import faiss
+
+    directory = Path(directory)
+    count = len(thumbnails)
+    if isinstance(thumbnails, np.memmap) and Path(thumbnails.filename).resolve() == (directory / "train_region.u8").resolve():
+        pass  # written in place already
+    else:
+        np.asarray(thumbnails, dtype=np.uint8).tofile(directory / "train_region.u8")
+
+    def described(first: int, last: int):
+        owners, parts = [], []
+        for i in range(first, last):
+            _, d = window_descriptors(np.asarray(thumbnails[i], dtype=np.float64), TRAIN_STRIDE)
+            parts.append(d)
+            owners.append(np.full(len(d), i, dtype=np.int32))
+        return (np.concatenate(parts) if parts else np.zeros((0, 64), np.float32),
+                np.concatenate(owners) if owners else np.zeros(0, np.int32))
+
+    # The PCA (and, at scale, the coarse quantiser) are fitted on a sample of images, then every
+    # image's windows are described and added chunk by chunk: the 24 million windows of MIMIC-CXR
+    # never sit in memory at once as floats.
+    rng = np.random.default_rng(0)
+    sample_images = np.sort(rng.choice(count, min(count, SAMPLE_IMAGES), replace=False))
+    sample = np.concatenate([described(int(i), int(i) + 1)[0] for i in sample_images])
+    if len(sample) < 2:
+        raise ValueError("The training images have no structured regions to index (all flat or padding).")
+    mean, components = fit(sample)
+    np.savez(directory / "region_pca.npz", mean=mean, components=components)
+    dim = components.shape[0]
+    expected = len(sample) * count / max(1, len(sample_images))
+    if expected > EXACT_SEARCH_LIMIT:
+        # MIMIC scale (24 million windows): an inverted file of product-quantised vectors (16 bytes
+        # each) keeps the index near 0.6 GB and the search of the query's windows fast on one core.
+        nlist = int(np.sqrt(expected))
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, PQ_BYTES, 8, faiss.METRIC_INNER_PRODUCT)
+        index.train(project(sample[rng.choice(len(sample), min(len(sample), 30 * nlist), replace=False)],
+                            mean, components))
+        index.nprobe = NPROBE
+    else:
+        index = faiss.IndexFlatIP(dim)
+    owners = []
+    for first in range(0, count, 2048):
+        descriptors, owner = described(first, min(count, first + 2048))
+        if len(descriptors):
+            index.add(project(descriptors, mean, components))
+        owners.append(owner)
+    faiss.write_index(index, str(directory / "region_vectors.faiss"))
+    np.save(directory / "region_owner.npy", np.concatenate(owners))
+    return int(index.ntotal)
+
+
+class RegionSearch:
+    """The region stage of one index directory (see :func:`write_index`)."""
+
+    def __init__(self, directory: str | Path, count: int):
+        import faiss
+
+        directory = Path(directory)
+        self.thumbnails = np.memmap(directory / "train_region.u8", dtype=np.uint8, mode="r",
+                                    shape=(count, REGION_SIZE, REGION_SIZE))
+        with np.load(directory / "region_pca.npz") as pca:
+            self.mean, self.components = pca["mean"], pca["components"]
+        self.index = faiss.read_index(str(directory / "region_vectors.faiss"))
+        if hasattr(self.index, "nprobe"):
+            self.index.nprobe = NPROBE
+        self.owners = np.load(directory / "region_owner.npy")
+
+    def resident_bytes(self) -> int:
+        return int(self.index.ntotal * self.index.d * 4 + self.owners.nbytes + self.components.nbytes)
+
+    def candidates(self, thumb: np.ndarray) -> dict[int, list[tuple[float, tuple]]]:
+        """Training images the query's windows vote for: image → [(similarity, query window)], best first."""
+        positions, descriptors = window_descriptors(thumb, QUERY_STRIDE)
+        if not len(descriptors):
+            return {}
+        sims, ids = self.index.search(project(descriptors, self.mean, self.components),
+                                      min(NEIGHBOURS, self.index.ntotal))
+        votes: dict[int, dict[tuple, float]] = {}
+        for row, (row_s, row_i) in enumerate(zip(sims, ids)):
+            window = (int(positions[row, 0]), int(positions[row, 1]))
+            for s, i in zip(row_s, row_i):
+                if i < 0:
+                    continue
+                owner = int(self.owners[i])
+                windows = votes.setdefault(owner, {})
+                if float(s) > windows.get(window, -2.0):
+                    windows[window] = float(s)
+        ranked = sorted(votes, key=lambda o: -max(votes[o].values()))[:CANDIDATES]
+        return {o: sorted(((s, w) for w, s in votes[o].items()), reverse=True) for o in ranked}
+
+    def analyse(self, thumb: np.ndarray, also: tuple = ()) -> RegionMatch | None:
+        """The best region match of a 128×128 query thumbnail (0–255, NaN = padding). ``also``: more
+        training images to verify (the whole-image stage's best candidates), with a fixed spread of
+        query windows — a blend of two training images confuses window retrieval more than it
+        confuses the whole-image search."""
+        thumb = np.asarray(thumb, dtype=np.float64)
+        query = detail(thumb)
+        voted = self.candidates(thumb)
+        spread = [(0.0, (r, c)) for r in range(0, REGION_SIZE - WINDOW + 1, 40) for c in range(0, REGION_SIZE - WINDOW + 1, 40)
+                  if not np.isnan(thumb[r:r + WINDOW, c:c + WINDOW]).any()]
+        for owner in also:
+            if int(owner) not in voted:
+                voted[int(owner)] = spread
+        best = None
+        for owner, windows in voted.items():
+            candidate = detail(np.asarray(self.thumbnails[owner], dtype=np.float64))
+            found = None
+            for _, (r, c) in windows[:WINDOWS_VERIFIED] if windows is not spread else windows:
+                ncc = _ncc_map(query[r:r + WINDOW, c:c + WINDOW], candidate)
+                arg = int(ncc.argmax())
+                if found is None or float(ncc.flat[arg]) > found[0]:
+                    tr, tc = divmod(arg, ncc.shape[1])
+                    found = (float(ncc.flat[arg]), (r, c), (tr, tc))
+            if found is None:
+                continue
+            correlation, (r, c), (tr, tc) = found
+            area = agreement_area(query, candidate, (tr - r, tc - c))
+            score = fuse(correlation, area)
+            if best is None or score > best[0]:
+                best = (score, owner, (r, c), (tr, tc), correlation, area)
+        if best is None:
+            return None
+        score, owner, (r, c), (tr, tc), correlation, area = best
+        return RegionMatch(index=owner, score=score, query_window=(r, c), train_window=(tr, tc), area=round(area, 4),
+                           correlation=correlation)

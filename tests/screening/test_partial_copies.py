@@ -1,0 +1,102 @@
+"""Partial copies (issue 14): part of a training radiograph inside another patient's radiograph is
+flagged by the region stage, wherever it sits — and is *not* flagged with the region stage switched
+off, so each test can fail. The copies are cut and pasted here with plain numpy and PIL, never with
+the detector's code or screening/edits.py."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from screening import engine, imaging, services
+
+
+@pytest.fixture(scope="module")
+def screener(screening_index_dir):
+    return engine.Screener(screening_index_dir)
+
+
+@pytest.fixture(scope="module")
+def without_regions(screening_index_dir):
+    return engine.Screener(screening_index_dir, regions_enabled=False)
+
+
+def _image(folder, position):
+    return np.nan_to_num(imaging.load_gray(imaging.list_images(folder)[position]), nan=0.0)
+
+
+def _same_size(image, shape):
+    return np.asarray(Image.fromarray(image.astype(np.float32), mode="F").resize((shape[1], shape[0])), np.float32)
+
+
+def _as_png(image):
+    """As a synthetic image is stored and read back: 8-bit PNG."""
+    pixels = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+    return imaging.load_gray(Image.fromarray(pixels, mode="L"))
+
+
+def _paste(source, background, share, source_at, target_at):
+    """A rectangle of ``share`` of the area, from ``source_at`` (fractions of the free range) in the
+    source to ``target_at`` in the background."""
+    out = _same_size(background, source.shape).copy()
+    h, w = source.shape
+    ph, pw = int(h * np.sqrt(share)), int(w * np.sqrt(share))
+    sy, sx = int(source_at[0] * (h - ph)), int(source_at[1] * (w - pw))
+    ty, tx = int(target_at[0] * (h - ph)), int(target_at[1] * (w - pw))
+    out[ty:ty + ph, tx:tx + pw] = source[sy:sy + ph, sx:sx + pw]
+    return out
+
+
+@pytest.mark.parametrize("position, share, source_at, target_at", [
+    (3, 0.25, (0.5, 0.5), (0.1, 0.8)),  # the centre quarter, pasted near a top corner
+    (8, 0.30, (0.3, 0.1), (0.7, 0.6)),
+    (14, 0.45, (0.6, 0.9), (0.2, 0.2)),
+])
+def test_a_quarter_of_a_training_image_pasted_into_another_patients_radiograph_is_flagged(
+        position, share, source_at, target_at, screener, without_regions, screening_split):
+    background = _image(screening_split[1], position)  # a held-out radiograph: another patient
+    copy = _as_png(_paste(_image(screening_split[0], position), background, share, source_at, target_at))
+    analysis = screener.analyse(copy)
+    assert analysis.region_match is not None and analysis.region_match.index == position
+    assert analysis.region_score >= screener.region_threshold
+    verdict = services.training_verdict(analysis, screener.threshold, None, screener.region_threshold)
+    assert verdict.flagged and verdict.best_index == position
+    # The whole-image stage alone lets it through: this is what the region stage catches.
+    alone = without_regions.analyse(copy)
+    assert alone.region_score is None
+    assert not services.training_verdict(alone, screener.threshold, None, None).flagged
+
+
+def test_left_half_of_one_training_image_and_right_half_of_another_is_flagged(screener, screening_split):
+    left, right = _image(screening_split[0], 4), _image(screening_split[0], 12)
+    spliced = _same_size(right, left.shape).copy()
+    spliced[:, : left.shape[1] // 2] = left[:, : left.shape[1] // 2]
+    analysis = screener.analyse(_as_png(spliced))
+    verdict = services.training_verdict(analysis, screener.threshold, None, screener.region_threshold)
+    assert verdict.flagged
+    assert verdict.best_index in (4, 12)
+
+
+def test_held_out_radiographs_of_other_patients_pass_the_region_stage(screener, screening_split):
+    holdout = imaging.list_images(screening_split[1])
+    scores = [screener.analyse(imaging.load_gray(path)).region_score for path in holdout[::4]]
+    assert all(score is not None for score in scores)
+    assert max(scores) < screener.region_threshold
+
+
+def test_the_region_match_names_where_it_was_found(screener, screening_split):
+    copy = _as_png(_paste(_image(screening_split[0], 6), _image(screening_split[1], 2), 0.3, (0.5, 0.5),
+                          (0.0, 0.0)))
+    analysis = screener.analyse(copy)
+    region = analysis.stage_scores["region"]
+    assert region["match_position"] == 6
+    assert region["query_window"][0] < 64 and region["query_window"][1] < 64  # the paste is top left
+    assert 0.1 <= region["area"] <= 0.6
+    verdict = services.training_verdict(analysis, screener.threshold, None, screener.region_threshold)
+    assert "Part of it" in verdict.reason
+
+
+def test_the_region_threshold_is_calibrated_on_held_out_patients(screener):
+    calibration = screener.meta["calibration"]
+    held_out = calibration["region_holdout_scores"]
+    assert len(held_out) == screener.holdout_count
+    assert calibration["region"]["threshold"] > max(held_out)
