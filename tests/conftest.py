@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.models", "tests.fixtures.celery_worker", "tests.fixtures.screening"]
+pytest_plugins = [
+    "tests.fixtures.db_roles", "tests.fixtures.models", "tests.fixtures.celery_worker", "tests.fixtures.screening",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The 60 real public chest X-rays the tests use, downscaled to 256 px, shipped in the repository
@@ -26,6 +28,19 @@ def pytest_runtest_setup(item):
             if settings.CI:
                 pytest.fail("CI=true but the tests are not running on PostgreSQL")
             pytest.skip("needs PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, created and migrated by the owner; the tests then connect as
+    a role that owns no table, as the application does in production (tests/fixtures/db_roles.py)."""
+    from tests.fixtures.db_roles import activate_app_role, deactivate_app_role
+
+    with django_db_blocker.unblock():
+        activate_app_role()
+    yield
+    with django_db_blocker.unblock():
+        deactivate_app_role()
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,19 @@
 """Liveness of the pieces the platform depends on: database, broker, storage, and the workers.
 
-Every check answers within a few seconds and never raises: a probe must not hang or fail itself."""
+Every check answers within a few seconds and never raises: a probe must not hang or fail itself.
+
+What a load balancer needs is one bit: can this web process serve requests? It can while the
+database answers and the storage takes writes (every page reads the database; uploads, downloads and
+exports need the storage, and a missing mount is usually one node's fault). The broker and the
+workers are shared by every web node, and no request needs them to succeed: a cohort or export
+submitted while the broker is down is stored and sent by reconciliation once it is back, and work
+waiting for a GPU worker is reported to the user. Taking web nodes out of rotation would not bring
+a worker back, only stop the site, so those are ``degraded``, not ``unavailable``:
+
+- ``ok`` (200): everything answers;
+- ``degraded`` (200): serving; a non-critical check failed (``problems`` says which);
+- ``unavailable`` (503): a critical check failed; this web process cannot serve.
+"""
 
 from __future__ import annotations
 
@@ -56,11 +69,20 @@ def check_workers() -> dict:
         return {"ok": False, "error": type(exc).__name__}
 
 
+# Without these this web process cannot serve; the others degrade what it serves.
+CRITICAL_CHECKS = ("database", "storage")
+
+
 def platform_health() -> dict:
-    checks = {
-        "database": check_database(),
-        "broker": check_broker(),
-        "storage": check_storage(),
-        "workers": check_workers(),
-    }
-    return {"status": "ok" if all(c["ok"] for c in checks.values()) else "degraded", "checks": checks}
+    checks = {"database": check_database(), "storage": check_storage()}
+    if checks["database"]["ok"]:
+        checks["workers"] = check_workers()  # read from the database, so asked only when it answers
+    else:
+        checks["workers"] = {"ok": False, "error": "database unreachable"}
+    checks["broker"] = check_broker()
+    failed = [name for name, check in checks.items() if not check["ok"]]
+    if any(name in CRITICAL_CHECKS for name in failed):
+        status = "unavailable"
+    else:
+        status = "degraded" if failed else "ok"
+    return {"status": status, "serving": status != "unavailable", "problems": failed, "checks": checks}

@@ -48,6 +48,18 @@ def grant_app_role(role: str, *, using: str = "default") -> list[str]:
                 f"the application role {role!r} is the role running the migrations: it would own the "
                 "tables. Connect the application as another role (see README, 'Database roles')."
             )
+        cursor.execute(
+            "SELECT rolsuper OR pg_has_role(current_user, tableowner, 'USAGE') FROM pg_roles, pg_tables "
+            "WHERE rolname = current_user AND schemaname = %s AND tablename = %s",
+            [schema, AUDIT_TABLE],
+        )
+        may_grant = cursor.fetchone()
+        # Run by anyone else, GRANT and REVOKE only warn and change nothing: say so instead.
+        if may_grant is not None and not may_grant[0]:
+            raise RoleError(
+                f"{owner!r} does not own the tables: run grant_app_role as the owner "
+                "(DATABASE_MIGRATE_URL), as migrate does."
+            )
         cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
         if cursor.fetchone() is None:
             raise RoleError(f"there is no database role {role!r}: CREATE ROLE {role} LOGIN PASSWORD '…' first")

@@ -15,7 +15,8 @@ from cxr_platform.audit.services import record_event
 from cxr_platform.audit.tasks import write_audit_anchor
 from tests.factories import UserFactory
 
-pytestmark = pytest.mark.django_db
+# delete_as_owner: what the tables' owner can do behind the application's back.
+pytestmark = [pytest.mark.django_db, pytest.mark.db_owner]
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ def test_empty_log_is_intact(capsys):
     assert "0 events verified" in output
 
 
+@pytest.mark.db_owner  # tampers as the tables' owner would
 def test_edited_event_is_reported_with_non_zero_exit(chain, tamper, capsys):
     tamper("UPDATE audit_auditevent SET actor_username = %s WHERE sequence = 3", ["someone-else"])
     status, output = verify_exit(capsys)
@@ -72,6 +73,7 @@ def test_edited_event_is_reported_with_non_zero_exit(chain, tamper, capsys):
     assert "2 events before it verified" in output
 
 
+@pytest.mark.db_owner  # tampers as the tables' owner would
 def test_edited_details_are_caught(chain, tamper):
     details_sql = (
         "UPDATE audit_auditevent SET details = '{\"step\": 4, \"note\": \"nothing happened\"}'"
@@ -83,6 +85,7 @@ def test_edited_details_are_caught(chain, tamper):
         call_command("verify_audit_log")
 
 
+@pytest.mark.db_owner  # tampers as the tables' owner would
 def test_deleted_event_is_reported(chain, tamper, capsys):
     tamper("DELETE FROM audit_auditevent WHERE sequence = 2")
     status, output = verify_exit(capsys)
@@ -90,6 +93,7 @@ def test_deleted_event_is_reported(chain, tamper, capsys):
     assert "event #2 is missing (the log jumps from #1 to #3): an event was deleted" in output
 
 
+@pytest.mark.db_owner  # tampers as the tables' owner would
 def test_inserted_event_forged_without_the_key_is_reported(chain, tamper, capsys):
     # Make room after #2 and slip in an event sealed with a guessed key.
     tamper("UPDATE audit_auditevent SET sequence = sequence + 1000 WHERE sequence > 2")
@@ -110,6 +114,7 @@ def test_inserted_event_forged_without_the_key_is_reported(chain, tamper, capsys
     assert "inserted by someone without the audit key" in output
 
 
+@pytest.mark.db_owner  # tampers as the tables' owner would
 def test_reordered_events_are_reported(chain, tamper, capsys):
     tamper("UPDATE audit_auditevent SET sequence = -1 WHERE sequence = 2")
     tamper("UPDATE audit_auditevent SET sequence = 2 WHERE sequence = 3")
@@ -120,6 +125,7 @@ def test_reordered_events_are_reported(chain, tamper, capsys):
     assert "deleted, inserted or reordered" in output
 
 
+@pytest.mark.db_owner  # tampers as the tables' owner would
 def test_events_cut_from_the_end_are_caught_with_an_anchor(chain, tamper):
     anchor = f"{chain[-1].sequence}:{chain[-1].mac}"
     tamper("DELETE FROM audit_auditevent WHERE sequence >= 4")
@@ -141,6 +147,7 @@ def test_a_different_key_does_not_verify(chain):
 
 
 @pytest.mark.postgres
+@pytest.mark.db_owner  # the trigger, against a role holding the privilege (the app role lacks it)
 def test_database_refuses_update_of_audit_rows(chain):
     with pytest.raises(DatabaseError, match="append-only: UPDATE"), transaction.atomic():
         AuditEvent.objects.filter(sequence=2).update(action="nothing.happened")
@@ -148,6 +155,7 @@ def test_database_refuses_update_of_audit_rows(chain):
 
 
 @pytest.mark.postgres
+@pytest.mark.db_owner  # the trigger, against a role holding the privilege (the app role lacks it)
 def test_database_refuses_delete_of_audit_rows(chain):
     with pytest.raises(DatabaseError, match="append-only: DELETE"), transaction.atomic():
         with connection.cursor() as cursor:

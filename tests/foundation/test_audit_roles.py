@@ -48,6 +48,7 @@ def make_role(django_db_blocker):
 
 
 @pytest.mark.postgres
+@pytest.mark.db_owner  # creates roles and grants, as the owner does
 @pytest.mark.django_db(transaction=True)
 def test_the_application_role_cannot_rewrite_empty_or_unguard_the_audit_log(make_role):
     role = make_role("app")
@@ -80,6 +81,7 @@ def test_the_application_role_cannot_rewrite_empty_or_unguard_the_audit_log(make
 
 
 @pytest.mark.postgres
+@pytest.mark.db_owner  # creates roles and grants, as the owner does
 @pytest.mark.django_db(transaction=True)
 def test_truncate_is_refused_even_to_a_role_holding_the_privilege(make_role):
     role = make_role("maint")
@@ -92,6 +94,7 @@ def test_truncate_is_refused_even_to_a_role_holding_the_privilege(make_role):
 
 
 @pytest.mark.postgres
+@pytest.mark.db_owner  # creates roles and grants, as the owner does
 @pytest.mark.django_db(transaction=True)
 def test_grant_app_role_refuses_a_role_that_owns_tables_and_the_owner_itself(make_role):
     owner = make_role("owner")
