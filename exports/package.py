@@ -265,7 +265,8 @@ def write_package(
             (work / "README.md").write_text(data_card(spec, done), encoding="utf-8")
             (work / VERIFIER).write_bytes(Path(recipient_verify.__file__).read_bytes())
             (work / PUBLIC_KEY).write_text(signing.public_key_pem(), encoding="ascii")
-            for name in ("DICOMDIR", "README.md", "manifest.csv", PUBLIC_KEY, VERIFIER):
+            quality_names = _write_quality_files(work, spec)
+            for name in ("DICOMDIR", "README.md", "manifest.csv", *quality_names, PUBLIC_KEY, VERIFIER):
                 shas[name] = sha256_path(work / name)
                 sink.put_file(name, work / name)
             manifest_bytes = _manifest(shas, spec, row_spool, done)
@@ -279,7 +280,7 @@ def write_package(
         root=getattr(sink, "root", None),
         image_count=done,
         manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
-        files=done * (2 if spec.include_png else 1) + 7,
+        files=done * (2 if spec.include_png else 1) + 7 + len(QUALITY_FILES),
     )
 
 
@@ -386,6 +387,8 @@ def _manifest(shas: dict, spec: PackageSpec, row_spool, count: int) -> bytes:
             yield row["file"], row["sha256"]
         yield "README.md", shas["README.md"]
         yield "manifest.csv", shas["manifest.csv"]
+        for name in QUALITY_FILES:  # between manifest.csv and signing-key.pem in sorted order
+            yield name, shas[name]
         yield PUBLIC_KEY, shas[PUBLIC_KEY]
         yield VERIFIER, shas[VERIFIER]
 
@@ -407,6 +410,17 @@ def _manifest(shas: dict, spec: PackageSpec, row_spool, count: int) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+QUALITY_FILES = ("quality-card.json", "quality-card.md")  # the cohort's quality card (quality.exports)
+
+
+def _write_quality_files(work: Path, spec: PackageSpec) -> tuple[str, ...]:
+    from quality.exports import package_files
+
+    for name, data in package_files(spec.cohort_id).items():
+        (work / name).write_bytes(data)
+    return QUALITY_FILES
+
+
 def zip_package(root: Path, target, *, top: str) -> None:
     """Zip the package folder ``root`` into the open binary file ``target`` without compression
     (DICOM and PNG do not shrink), under the folder name ``top``; streamed file by file."""
@@ -416,6 +430,12 @@ def zip_package(root: Path, target, *, top: str) -> None:
             for name in sorted(filenames):
                 path = Path(dirpath) / name
                 archive.write(path, f"{top}/{path.relative_to(root).as_posix()}")
+
+
+def _labels_note(spec: PackageSpec) -> str:
+    from quality.exports import labels_note
+
+    return labels_note(spec.cohort_id)
 
 
 def data_card(spec: PackageSpec, image_count: int) -> str:
@@ -464,9 +484,7 @@ is kept in the manifest and in the prompt.
 (`No Finding` is 1 only when nothing else was asked for). `manifest.json` has the same under
 `labels`, with sex, age, race, view and the exact prompt of each image.
 
-**These labels are the requested conditions, not findings read from the images.** A generative
-model does not always show what it was asked for; no quality-control classifier has checked these
-images against their labels. Treat them as weak labels.
+**These labels are the requested conditions, not findings read from the images.** {_labels_note(spec)}
 
 ## Model card: {spec.model_name} {spec.model_version}
 
@@ -479,6 +497,8 @@ images against their labels. Treat them as weak labels.
   above); each series description reads like `SYNTHETIC CXR PA, 48 y F, pleural effusion`.
 - `manifest.csv`, `manifest.json`: one row per image (file, SOP Instance UID, demographics,
   findings, prompt, seed, screening score, SHA-256).
+- `quality-card.json`, `quality-card.md`: quality control of the cohort (pass rates per subgroup,
+  regeneration, fidelity and diversity or why they are unavailable).
 - `manifest.json.sig`: Ed25519 signature of `manifest.json` by the platform's export key
   (SHA-256 of the raw public key: `{signing.key_fingerprint()}`).
 - Provenance per file: prompt, seed and sampling parameters in the private block

@@ -22,7 +22,7 @@ from access.policy import access_policy
 from cxr_platform.audit.services import record_event
 
 from .models import Cohort, GenerationBatch, SyntheticImage
-from .pipeline import Heartbeat, generate_and_screen, images_in
+from .pipeline import Heartbeat, generate_and_screen, images_in, live_images
 from .queueing import enqueue, waiting_messages
 from .quota import release_unused_quota
 from .transitions import set_image_status, transition_batch, transition_cohort
@@ -190,8 +190,14 @@ def finish_cohort_if_done(cohort_id: int) -> None:
             failed=Count("pk", filter=Q(status=ImageStatus.FAILED)),
         )
         passed, flagged, failed = counts["passed"], counts["flagged"], counts["failed"]
-        if passed == cohort.size:
-            transition_cohort(cohort, Status.COMPLETED, actor=None, details={"passed": passed, "flagged": flagged})
+        # A patient whose every attempt failed quality control, under the cohort's "drop" policy, has no
+        # live row: the cohort completes without it, and its quality card reports it.
+        dropped = cohort.size - live_images(cohort).count()
+        if passed + dropped == cohort.size:
+            details = {"passed": passed, "flagged": flagged}
+            if dropped:
+                details["dropped"] = dropped
+            transition_cohort(cohort, Status.COMPLETED, actor=None, details=details)
             return
         reason = f"{failed:,} of {cohort.size:,} images failed; the others passed screening."
         batch_error = cohort.batches.filter(status=BatchStatus.FAILED).exclude(error="").values_list("error", flat=True)

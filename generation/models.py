@@ -16,6 +16,12 @@ class Cohort(models.Model):
 
     TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
+    class QualityPolicy(models.TextChoices):
+        """What happens to a patient whose image still fails quality control on its last attempt."""
+
+        DELIVER = "deliver", "Deliver it, flagged as failing quality control"
+        DROP = "drop", "Drop it and report it"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cohorts")
     name = models.CharField(max_length=200)
     model_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="cohorts")
@@ -29,6 +35,8 @@ class Cohort(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    quality_policy = models.CharField(max_length=20, choices=QualityPolicy.choices, default=QualityPolicy.DELIVER,
+                                      help_text="After the last quality-control attempt (docs/quality.md).")
     # A repeated create with the same key (per owner) returns this cohort instead of making another:
     # the API's Idempotency-Key header, or the browser form's one-time token ("form:<token>").
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
@@ -89,9 +97,9 @@ class GenerationBatch(models.Model):
 class SyntheticImage(models.Model):
     """One synthetic patient's image, with everything needed to reproduce it.
 
-    An image flagged by memorization screening stays (quarantined) and its
-    patient gets a new row with the next ``attempt`` and a fresh seed, so at
-    most one row per index is not flagged.
+    An image flagged by memorization screening stays (quarantined), and so does
+    one rejected by quality control; its patient gets a new row with the next
+    ``attempt`` and a fresh seed, so at most one row per index is neither.
     """
 
     class Status(models.TextChoices):
@@ -100,7 +108,10 @@ class SyntheticImage(models.Model):
         SCREENING = "screening", "Screening"
         PASSED = "passed", "Passed"
         FLAGGED = "flagged", "Flagged"
+        REJECTED = "rejected", "Rejected by quality control"
         FAILED = "failed", "Failed"
+
+    SET_ASIDE = (Status.FLAGGED, Status.REJECTED)  # kept, never delivered; another row stands for the patient
 
     cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="images")
     index = models.PositiveIntegerField()
@@ -121,7 +132,8 @@ class SyntheticImage(models.Model):
         ordering = ["cohort", "index", "attempt"]
         constraints = [
             models.UniqueConstraint(
-                fields=["cohort", "index"], condition=~Q(status="flagged"), name="unique_image_index_in_cohort"
+                fields=["cohort", "index"], condition=~Q(status__in=["flagged", "rejected"]),
+                name="unique_image_index_in_cohort"
             ),
             models.UniqueConstraint(fields=["cohort", "index", "attempt"], name="unique_image_attempt_in_cohort"),
         ]

@@ -35,6 +35,7 @@ from .quota import QUOTA_WINDOW, QuotaExceeded, images_reserved, lock_submission
 from .sampling import Patient, check_template, distribution, image_seed, sample_patients
 from .specification import CohortSpec, parse_specification
 from .transitions import InvalidTransition, transition_batches, transition_cohort  # noqa: F401
+from quality.services import parse_policy
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class CohortPlan:
     patients: list[Patient]
     quota: int
     quota_used: int
+    quality_policy: str = Cohort.QualityPolicy.DELIVER  # after the last quality-control attempt
 
     @property
     def quota_left(self) -> int:
@@ -88,6 +90,7 @@ class CohortPlan:
             "counts": distribution(self.patients),
             "first_prompts": [p.prompt for p in self.patients[:PREVIEW_PROMPTS]],
             "sampling": self.sampling,
+            "quality_policy": self.quality_policy,
             "quota": {"daily": self.quota, "used": self.quota_used, "this_cohort": self.size,
                       "left_after": self.quota_left - self.size},
         }
@@ -184,12 +187,13 @@ def plan_cohort(*, user, data: dict) -> CohortPlan:
     except ValueError as exc:
         raise ValidationError({"model_version": [str(exc)]}) from None
     spec = parse_specification(data, defaults)
+    quality_policy = parse_policy(data.get("quality_policy"))
     patients = sample_patients(spec, defaults, size, seed)
     check_prompt_lengths(model_version, [p.prompt for p in patients])
     sampling = SamplingParams.from_defaults(defaults, spec.sampling).as_dict()
     return CohortPlan(
         user=user, name=name, model_version=model_version, size=size, seed=seed, spec=spec,
-        sampling=sampling, patients=patients, quota=quota, quota_used=used,
+        sampling=sampling, patients=patients, quota=quota, quota_used=used, quality_policy=quality_policy,
     )
 
 
@@ -266,6 +270,7 @@ def _create(plan: CohortPlan, *, idempotency_key, fingerprint: str, enqueue: boo
         reserved_images=plan.size,
         idempotency_key=idempotency_key or None,
         request_fingerprint=fingerprint,
+        quality_policy=plan.quality_policy,
     )
     _insert_images(cohort, plan)
     batch_size = max(1, int(settings.GENERATION_BATCH_SIZE))

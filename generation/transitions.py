@@ -5,8 +5,9 @@
   running → pending for a retry, running → queued when the reconciler re-enqueues a batch whose
   worker died, and queued → queued when it sends a message again that the broker lost or never
   got (``BATCH_TRANSITIONS``).
-* SyntheticImage: pending → generating → screening → passed / flagged, or → failed.
-  A flagged image stays quarantined; its patient gets a new row (next attempt, fresh seed).
+* SyntheticImage: pending → generating → screening → passed / flagged / rejected, or → failed.
+  A flagged image (memorization screening) stays quarantined, a rejected one (quality control) is set
+  aside; either way its patient gets a new row (next attempt, fresh seed) unless it was the last attempt.
 
 Each audited transition writes its audit event in the caller's transaction.
 """
@@ -61,6 +62,7 @@ IMAGE_TRANSITIONS = {
     (ImageStatus.GENERATING, ImageStatus.SCREENING),
     (ImageStatus.SCREENING, ImageStatus.PASSED),
     (ImageStatus.SCREENING, ImageStatus.FLAGGED),
+    (ImageStatus.SCREENING, ImageStatus.REJECTED),
     # A crashed or failed attempt starts over with the same seed.
     (ImageStatus.GENERATING, ImageStatus.PENDING),
     (ImageStatus.SCREENING, ImageStatus.PENDING),

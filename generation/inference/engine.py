@@ -309,10 +309,15 @@ class Engine:
                 images = run()
             # As diffusers' PIL output then Pillow's convert("L"), computed on the device: 8-bit RGB, then
             # ITU-R 601-2 luma with Pillow's integer rounding; only the 8-bit grayscale pixels cross to the host.
+            # NaN or inf in the decoder output become arbitrary 8-bit values: counted here for quality control.
+            nonfinite = (~torch.isfinite(images)).flatten(1).sum(1).tolist()
             rgb = (images.float() * 255).round().to(torch.int32)
             luma = (rgb[:, 0] * 19595 + rgb[:, 1] * 38470 + rgb[:, 2] * 7471 + 0x8000) >> 16
             pixels = luma.to(torch.uint8).cpu().numpy()
-        return [Image.fromarray(p, mode="L") for p in pixels]
+        pictures = [Image.fromarray(p, mode="L") for p in pixels]
+        for picture, count in zip(pictures, nonfinite):
+            picture.info["nonfinite_values"] = int(count)
+        return pictures
 
 
 # --- The process's engines --------------------------------------------------------------------------

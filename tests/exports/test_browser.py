@@ -73,4 +73,5 @@ def test_export_in_the_browser_with_live_progress_and_download(live_server, cele
     export = Export.objects.get(owner=user)
     assert export.include_png and export.status == "ready"
     result = signing.verify_package(target)
-    assert result.ok and result.checked == 40 * 2 + 5  # + DICOMDIR, README, manifest.csv, key, verify.py
+    # + DICOMDIR, README, manifest.csv, key, verify.py, quality-card.json and .md
+    assert result.ok and result.checked == 40 * 2 + 7

@@ -113,7 +113,8 @@ def test_data_card(package, demo_model_version):
 def test_package_verifies(package):
     result = verify_package(package)
     assert result.ok, result.problems
-    assert result.checked == 4 + 4 + 5  # DICOM, PNG, DICOMDIR, manifest.csv, README.md, signing-key.pem, verify.py
+    # DICOM, PNG, DICOMDIR, manifest.csv, README.md, quality-card.json and .md, signing-key.pem, verify.py
+    assert result.checked == 4 + 4 + 7
 
 
 def test_reexport_gives_the_same_uids_and_bytes(xray_cohort, package, tmp_path):

@@ -38,4 +38,5 @@ def test_worker_builds_the_export_with_progress(celery_worker_process, demo_mode
     with default_storage.open(current.file_name, "rb") as handle:
         local.write_bytes(handle.read())
     result = signing.verify_package(local)
-    assert result.ok and result.checked == 30 + 5  # + DICOMDIR, README, manifest.csv, key, verify.py
+    # + DICOMDIR, README, manifest.csv, key, verify.py, quality-card.json and .md
+    assert result.ok and result.checked == 30 + 7
