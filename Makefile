@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha256sum | cut -c1-1
 
 .PHONY: setup run test system-deps bench check clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt clients/cxr/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e clients/cxr
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "generation",
     "screening",
     "exports",
+    "quality",
 ]
 
 MIDDLEWARE = [
@@ -215,6 +216,9 @@ AXES_ENABLED = env_bool("AXES_ENABLED", True)
 OTP_TOTP_ISSUER = "cxr-platform"
 # Reviewers and admins must pass TOTP before review/admin pages; development can relax it.
 REQUIRE_STAFF_2FA = env_bool("REQUIRE_STAFF_2FA", True)
+# Reviewer API tokens (scope "review") are issued only from a 2FA-verified staff session and lapse
+# after this many seconds, so a leaked one cannot decide access for long.
+REVIEWER_TOKEN_TTL_SECONDS = env_int("REVIEWER_TOKEN_TTL_SECONDS", 3600)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 12)
@@ -353,6 +357,11 @@ GENERATION_REQUEUE_AFTER_SECONDS = env_int("GENERATION_REQUEUE_AFTER_SECONDS", 3
 GENERATION_WORKER_HEARTBEAT_SECONDS = float(env("GENERATION_WORKER_HEARTBEAT_SECONDS", "15"))
 GENERATION_WORKER_STALE_SECONDS = float(env("GENERATION_WORKER_STALE_SECONDS", "0")) or 4 * GENERATION_WORKER_HEARTBEAT_SECONDS
 SCREENING_MAX_REGENERATIONS = env_int("SCREENING_MAX_REGENERATIONS", 3)  # new seeds for a flagged image
+# Quality control (docs/quality.md): attempts per patient, counting the first, before the cohort's policy
+# (deliver flagged, or drop and report) applies; QC_AFTER_LAST_ATTEMPT is the default of that policy.
+QC_MAX_ATTEMPTS = env_int("QC_MAX_ATTEMPTS", 3)
+QC_AFTER_LAST_ATTEMPT = env("QC_AFTER_LAST_ATTEMPT", "deliver")  # deliver (flagged) or drop
+QC_DEVICE = env("QC_DEVICE", "auto")  # where QC classifiers run: auto, cuda, cuda:N or cpu
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

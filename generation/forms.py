@@ -11,6 +11,36 @@ from access import capabilities as caps
 from access.policy import access_policy
 from registry.models import ModelVersion
 
+from .selectors import SEX_LABELS, finding_labels, human_label
+from .specification import reference_table
+
+
+def preview_for_display(preview: dict, model_version) -> dict:
+    """The plan's preview with the words people read (``Pleural effusion``, ``Female``, ``White``) next
+    to the keys the API uses; the keys stay as they are."""
+    labels = finding_labels(model_version)
+    naming = {
+        "sex": lambda key: SEX_LABELS.get(key, key),
+        "race": lambda key: str(key).title(),
+        "findings": lambda key: human_label(key, labels),
+    }
+    titles = {"sex": "Sex", "race": "Race / ethnicity", "view": "View", "age": "Age", "findings": "Findings"}
+    races = sorted({race for row in preview["cells"].values() for race in row})
+    return {
+        **preview,
+        "race_columns": [str(race).title() for race in races],
+        "cell_rows": [
+            {"label": SEX_LABELS.get(sex, sex), "counts": [row.get(race, 0) for race in races]}
+            for sex, row in sorted(preview["cells"].items())
+        ],
+        "count_tables": [
+            {"title": titles.get(attribute, attribute.capitalize()),
+             "rows": [(naming.get(attribute, str)(category), n) for category, n in counts.items()]}
+            for attribute, counts in preview["counts"].items()
+        ],
+    }
+
+
 def _share_field(label: str) -> forms.FloatField:
     return forms.FloatField(label=label, min_value=0, max_value=1, required=False,
                             widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "from preset"}))
@@ -72,6 +102,24 @@ class CohortForm(forms.Form):
     def finding_fields(self):
         return [self[f"finding_{key}"] for key in self.findings]
 
+    def _race_shares(self, given: dict, preset: str) -> dict:
+        """Race shares from the fields filled in: the empty ones share what is left in the preset's
+        proportions (all 0 without a preset), so "from preset" means what it says."""
+        if preset == "reference":
+            table = reference_table()["race"]
+            base = {race: float(table.get(race, 0.0)) for race in self.races}
+        elif preset == "balanced":
+            base = {race: 1.0 for race in self.races}
+        else:
+            base = {race: 0.0 for race in self.races}
+        empty = [race for race in self.races if race not in given]
+        rest = max(0.0, 1.0 - sum(given.values()))
+        weight = sum(base[race] for race in empty)
+        shares = dict(given)
+        for race in empty:
+            shares[race] = round(rest * base[race] / weight, 6) if weight else 0.0
+        return {race: shares[race] for race in self.races}
+
     def clean_advanced(self):
         text = self.cleaned_data["advanced"].strip()
         if not text:
@@ -96,7 +144,7 @@ class CohortForm(forms.Form):
             data["sex"] = {"F": c["female_share"], "M": round(1 - c["female_share"], 6)}
         races = {race: c[f"race_{race}"] for race in self.races if c[f"race_{race}"] is not None}
         if races:
-            data["race"] = {race: races.get(race, 0.0) for race in self.races}
+            data["race"] = self._race_shares(races, c["preset"])
         if c["age_min"] is not None or c["age_max"] is not None:
             data["age"] = {"min": c["age_min"] if c["age_min"] is not None else 18,
                            "max": c["age_max"] if c["age_max"] is not None else 91}

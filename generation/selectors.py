@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from .models import Cohort, SyntheticImage
+from .models import Cohort, GenerationBatch, SyntheticImage, WorkerHeartbeat
 from .sampling import age_band, distribution
 from .specification import CohortSpec
-from .workers import cohort_notice
+from .queueing import generation_queue
+from .workers import BROKER_UNREACHABLE, NO_GPU_WORKER, cohort_notice, stale_after
 
 ImageStatus = SyntheticImage.Status
 
@@ -30,12 +31,24 @@ _PROGRESS_STATUSES = {
 
 
 def with_progress_counts(cohorts):
-    """Cohorts annotated with their image counts (``passed_count``, …): a list of cohorts with their
-    progress in one query instead of one per cohort. Newest first."""
-    return cohorts.annotate(**{
-        f"{name}_count": Count("images", filter=Q(images__status=status))
-        for name, status in _PROGRESS_STATUSES.items()
-    }).order_by("-created_at", "-pk")  # Meta.ordering does not apply to aggregate queries
+    """Cohorts annotated with their image counts (``passed_count``, …) and what their notice needs
+    (``has_unsent_batch``, ``has_unfinished_batch``, ``gpu_worker_up``): a list of cohorts with their
+    progress in one query instead of several per cohort. Newest first."""
+    unfinished = GenerationBatch.objects.filter(cohort=OuterRef("pk")).exclude(status__in=GenerationBatch.TERMINAL)
+    # icontains on the JSON text, not ``contains``: JSON containment is PostgreSQL-only and
+    # development runs on SQLite. The quotes keep "gpu" from matching "gpu2".
+    fresh_gpu_worker = WorkerHeartbeat.objects.filter(
+        last_seen_at__gte=timezone.now() - stale_after(), queues__icontains=f'"{generation_queue()}"'
+    )
+    return cohorts.annotate(
+        **{
+            f"{name}_count": Count("images", filter=Q(images__status=status))
+            for name, status in _PROGRESS_STATUSES.items()
+        },
+        has_unsent_batch=Exists(unfinished.filter(status=GenerationBatch.Status.QUEUED, enqueued_at__isnull=True)),
+        has_unfinished_batch=Exists(unfinished),
+        gpu_worker_up=Exists(fresh_gpu_worker),
+    ).order_by("-created_at", "-pk")  # Meta.ordering does not apply to aggregate queries
 
 
 def cohort_list_of(user):
@@ -49,6 +62,20 @@ def _image_counts(cohort: Cohort) -> dict:
     return cohort.images.aggregate(**{
         name: Count("pk", filter=Q(status=status)) for name, status in _PROGRESS_STATUSES.items()
     })
+
+
+def _notice(cohort: Cohort) -> str | None:
+    """workers.cohort_notice, from the annotations of with_progress_counts when the cohort has them."""
+    if not hasattr(cohort, "gpu_worker_up"):
+        return cohort_notice(cohort)
+    if cohort.is_terminal or cohort.status == Cohort.Status.DRAFT:
+        return None
+    verb = "continue" if cohort.status == Cohort.Status.RUNNING else "start"
+    if cohort.has_unsent_batch:
+        return BROKER_UNREACHABLE.format(verb=verb)
+    if cohort.has_unfinished_batch and not cohort.gpu_worker_up:
+        return NO_GPU_WORKER.format(verb=verb)
+    return None
 
 
 def cohort_of(user, pk) -> Cohort:
@@ -99,7 +126,7 @@ def cohort_progress(cohort: Cohort, *, now=None) -> dict:
         "error": cohort.error,
         "finished": cohort.is_terminal,
         # What an unfinished cohort waits for, in plain words ("No GPU worker is running — …"), or None.
-        "notice": cohort_notice(cohort),
+        "notice": _notice(cohort),
     }
 
 
@@ -160,5 +187,164 @@ def privacy_summary(cohort) -> dict:
         {"low": edges[i], "high": edges[i + 1], "count": count, "height": round(100 * count / tallest)}
         for i, count in enumerate(counts)
     ]
+    summary["chart"] = histogram_chart(summary["bars"], summary.get("threshold"), tallest)
     return summary
 
+
+# The histogram's drawing area in SVG user units (the SVG scales to the page's width).
+_CHART = {"width": 420, "height": 146, "left": 44, "right": 410, "top": 22, "bottom": 110}
+
+
+def histogram_chart(bars: list[dict], threshold: float | None, tallest: int) -> dict:
+    """Coordinates for the score histogram: bars, both axes with ticks, and the threshold marker."""
+    left, right, top, bottom = _CHART["left"], _CHART["right"], _CHART["top"], _CHART["bottom"]
+
+    def x(value: float) -> float:
+        return round(left + (right - left) * min(max(value, 0.0), 1.0), 2)
+
+    def y(count: float) -> float:
+        return round(bottom - (bottom - top) * count / tallest, 2)
+
+    y_ticks = sorted({0, tallest, tallest // 2} if tallest >= 4 else set(range(tallest + 1)))
+    return {
+        **_CHART,
+        "bars": [{**bar, "x": x(bar["low"]) + 0.5, "width": max(x(bar["high"]) - x(bar["low"]) - 1, 0.5),
+                  "y": y(bar["count"]), "bar_height": round(bottom - y(bar["count"]), 2),
+                  "above": threshold is not None and bar["low"] >= threshold} for bar in bars],
+        "x_ticks": [{"x": x(v), "label": f"{v:g}"} for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
+        "y_ticks": [{"y": y(v), "label": v} for v in y_ticks],
+        "threshold": None if threshold is None else {"x": x(threshold), "label": f"{threshold:.3f}"},
+        "x_title": (left + right) / 2,
+        "y_title": (top + bottom) / 2,
+    }
+
+
+
+# --- The image viewer and the live gallery ---------------------------------------------------------
+
+SEX_LABELS = {"F": "Female", "M": "Male"}
+# How long a passed image may take to become visible after its timestamp: the transaction that marks
+# a batch passed commits a moment after ``updated_at`` is taken, and two workers may commit out of
+# order. The gallery's cursor never moves past ``now - GALLERY_SETTLE``; what is newer is sent again
+# on the next poll and the page ignores images it already shows.
+GALLERY_SETTLE_SECONDS = 5
+GALLERY_PAGE = 60
+
+
+def finding_labels(model_version) -> dict[str, str]:
+    """Finding key → the label people read (``pleural_effusion`` → "Pleural effusion")."""
+    vocabulary = (model_version.defaults or {}).get("findings", {})
+    return {key: entry.get("label", key) for key, entry in vocabulary.items()}
+
+
+def human_label(key: str, labels: dict[str, str]) -> str:
+    return labels.get(key) or str(key).replace("_", " ").capitalize()
+
+
+def image_caption(image: SyntheticImage) -> str:
+    d = image.demographics or {}
+    return " ".join(str(part) for part in (d.get("age", ""), d.get("sex", ""), d.get("race", ""), d.get("view", "")) if part)
+
+
+def _verdict(image: SyntheticImage) -> dict | None:
+    from screening.models import ScreeningRecord
+
+    try:
+        record = image.screening
+    except ScreeningRecord.DoesNotExist:
+        return None
+    return {
+        "decision": record.decision,
+        "label": record.get_decision_display(),
+        "score": round(record.score, 4) if record.score is not None else None,
+        "threshold": round(record.threshold, 4) if record.threshold is not None else None,
+        "review": record.get_review_status_display() if record.review_status else "",
+    }
+
+
+def _quality_control(image: SyntheticImage) -> dict:
+    """The quality-control verdict (the quality app's ``image.quality``), as label → text; empty
+    where the image has none (quality control off, or an image made before it existed)."""
+    from django.core.exceptions import ObjectDoesNotExist
+
+    try:
+        verdict = image.quality
+    except (ObjectDoesNotExist, AttributeError):
+        return {}
+    values = {"Verdict": verdict.get_decision_display()}
+    if verdict.failed_checks:
+        values["Failed checks"] = ", ".join(map(str, verdict.failed_checks))
+    if verdict.unavailable_checks:
+        values["Not run"] = ", ".join(map(str, verdict.unavailable_checks))
+    if verdict.reason:
+        values["Reason"] = verdict.reason
+    return values
+
+
+def image_details(image: SyntheticImage) -> dict:
+    """Everything the viewer's side panel shows about one passed image."""
+    labels = finding_labels(image.cohort.model_version)
+    d = image.demographics or {}
+    return {
+        "id": image.pk,
+        "index": image.index,
+        "prompt": image.prompt,
+        "impression": image.impression,
+        "caption": image_caption(image),
+        "demographics": {
+            "Age": "90 or older" if d.get("age") == 91 else d.get("age"),
+            "Sex": SEX_LABELS.get(d.get("sex"), d.get("sex")),
+            "Race / ethnicity": str(d.get("race", "")).title(),
+            "View": d.get("view"),
+        },
+        "labels": [human_label(key, labels) for key in image.findings or []],
+        "seed": image.seed,
+        "attempt": image.attempt,
+        "sampling": image.sampling,
+        "screening": _verdict(image),
+        "quality_control": _quality_control(image),
+    }
+
+
+def _encode_cursor(moment, pk: int) -> str:
+    return f"{int(moment.timestamp() * 1_000_000)}-{pk}"
+
+
+def decode_gallery_cursor(value: str | None):
+    """``(datetime, pk)`` from a cursor, None for none; ValueError for one that is not a cursor."""
+    if not value:
+        return None
+    from datetime import datetime, timezone as dt_timezone
+
+    micros, _, pk = value.partition("-")
+    micros, pk = int(micros), int(pk)
+    if not (0 <= micros < 10**17 and 0 <= pk < 2**63):  # before the year 5138, and a database id
+        raise ValueError(value)
+    return datetime.fromtimestamp(micros / 1_000_000, tz=dt_timezone.utc), pk
+
+
+def gallery_start_cursor(*, now=None) -> str:
+    """The cursor of a page rendered now: what passed before ``now - settle`` is on the page."""
+    from datetime import timedelta
+
+    return _encode_cursor((now or timezone.now()) - timedelta(seconds=GALLERY_SETTLE_SECONDS), 0)
+
+
+def gallery_since(cohort: Cohort, cursor: str | None, *, limit: int = GALLERY_PAGE, now=None) -> dict:
+    """Images that passed after ``cursor`` (oldest first, at most ``limit``) and the next cursor."""
+    from datetime import timedelta
+
+    images = passed_images(cohort).order_by("updated_at", "pk").only(
+        "pk", "index", "prompt", "demographics", "sampling", "updated_at", "cohort_id")
+    after = decode_gallery_cursor(cursor)
+    if after is not None:
+        moment, pk = after
+        images = images.filter(Q(updated_at__gt=moment) | Q(updated_at=moment, pk__gt=pk))
+    rows = list(images[:limit])
+    settled = (now or timezone.now()) - timedelta(seconds=GALLERY_SETTLE_SECONDS)
+    next_cursor = cursor or ""
+    for image in rows:
+        # A full page moves on regardless (paging); otherwise only past what has surely committed.
+        if image.updated_at <= settled or len(rows) == limit:
+            next_cursor = _encode_cursor(image.updated_at, image.pk)
+    return {"images": rows, "cursor": next_cursor}

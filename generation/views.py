@@ -3,24 +3,28 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, JsonResponse
+from django.http import FileResponse, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from access import capabilities as caps
 from access.policy import require_capability
 
 from . import selectors, services
-from .forms import CohortForm
+from .forms import CohortForm, preview_for_display
 from .workers import cohort_notice
 
 GALLERY_LIMIT = 120
 
 
-def _own_cohort(request, pk):
+def _own_cohort_and_policy(request, pk):
     cohort = selectors.cohort_of(request.user, pk)
-    require_capability(request.user, caps.GENERATE, cohort.model_version)
-    return cohort
+    return cohort, require_capability(request.user, caps.GENERATE, cohort.model_version)
+
+
+def _own_cohort(request, pk):
+    return _own_cohort_and_policy(request, pk)[0]
 
 
 def _add_errors(form, error: ValidationError) -> None:
@@ -72,7 +76,7 @@ def cohort_create(request):
                 plan = services.plan_cohort(user=request.user, data=data)
                 if submitting:
                     return _submit(request, plan, token)
-                preview = plan.preview()
+                preview = preview_for_display(plan.preview(), plan.model_version)
                 # Submitting after a preview makes exactly the patients previewed.
                 form = CohortForm(
                     {**request.POST.dict(), "seed": plan.seed, "submission_token": token or CohortForm.new_submission_token()},
@@ -91,7 +95,7 @@ def cohort_create(request):
 @login_required
 @require_GET
 def cohort_detail(request, pk):
-    cohort = _own_cohort(request, pk)
+    cohort, policy = _own_cohort_and_policy(request, pk)
     images = selectors.passed_images(cohort)
     progress = selectors.cohort_progress(cohort)
     return render(
@@ -106,8 +110,75 @@ def cohort_detail(request, pk):
             "charts": selectors.requested_vs_generated(cohort),
             "failed": selectors.failed_images(cohort)[:200],
             "privacy": selectors.privacy_summary(cohort),
+            "gallery_cursor": selectors.gallery_start_cursor(),
+            "can_download_dicom": policy.can(caps.EXPORT_DICOM, cohort.model_version),
         },
     )
+
+
+def _gallery_item(image) -> dict:
+    return {
+        "id": image.pk,
+        "index": image.index,
+        "caption": selectors.image_caption(image),
+        "prompt": image.prompt,
+        "width": (image.sampling or {}).get("width") or 1,
+        "height": (image.sampling or {}).get("height") or 1,
+        "png": reverse("cohort-image", args=[image.cohort_id, image.pk]),
+        "details": reverse("cohort-image-details", args=[image.cohort_id, image.pk]),
+    }
+
+
+@login_required
+@require_GET
+def cohort_gallery(request, pk):
+    """What the cohort page polls while the cohort runs: progress, and the images that passed
+    screening since ``after`` (the cursor the previous answer gave)."""
+    cohort = _own_cohort(request, pk)
+    try:
+        page = selectors.gallery_since(cohort, request.GET.get("after"))
+    except (ValueError, OverflowError, OSError):
+        return JsonResponse({"detail": "The after cursor is not one this page gave out."}, status=400)
+    return JsonResponse({
+        "progress": selectors.cohort_progress(cohort),
+        "images": [_gallery_item(image) for image in page["images"]],
+        "cursor": page["cursor"],
+    })
+
+
+@login_required
+@require_GET
+def image_details(request, pk, image_pk):
+    """The viewer's side panel for one passed image (its owner only, like the PNG itself)."""
+    cohort, policy = _own_cohort_and_policy(request, pk)
+    image = selectors.passed_image_of(request.user, cohort.pk, image_pk)
+    details = selectors.image_details(image)
+    details["png"] = reverse("cohort-image", args=[cohort.pk, image.pk])
+    details["png_download"] = details["png"] + "?download=1"
+    if policy.can(caps.EXPORT_DICOM, cohort.model_version):
+        details["dicom"], details["dicom_unavailable"] = reverse("cohort-image-dicom", args=[cohort.pk, image.pk]), ""
+    else:
+        details["dicom"], details["dicom_unavailable"] = None, "DICOM downloads need the Export tier."
+    return JsonResponse(details)
+
+
+@login_required
+@require_GET
+def image_dicom(request, pk, image_pk):
+    """One passed image as a DICOM file: the instance an export of the cohort would contain."""
+    from .image_dicom import NotReleasable, dicom_file_name, image_dicom_bytes
+
+    cohort = _own_cohort(request, pk)
+    require_capability(request.user, caps.EXPORT_DICOM, cohort.model_version)
+    image = selectors.passed_image_of(request.user, cohort.pk, image_pk)
+    try:
+        data = image_dicom_bytes(image, actor=request.user)
+    except NotReleasable as refusal:
+        return HttpResponse(str(refusal), status=409, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(data, content_type="application/dicom")
+    response["Content-Disposition"] = f'attachment; filename="{dicom_file_name(image)}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @login_required
@@ -136,4 +207,6 @@ def image_file(request, pk, image_pk):
     image = selectors.passed_image_of(request.user, cohort.pk, image_pk)
     response = FileResponse(selectors.open_image_file(image), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
+    if request.GET.get("download"):
+        response["Content-Disposition"] = f'attachment; filename="SYNTHETIC-C{cohort.pk}-{image.index:06d}.png"'
     return response

@@ -1,7 +1,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from .services import authenticate_token
+from .services import TokenExpired, authenticate_token
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -17,13 +17,25 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <token>'.")
         raw = header[1]
-        token = authenticate_token(raw)
+        try:
+            token = authenticate_token(raw)
+        except TokenExpired as exc:
+            # A 403, not a 401: the credential was real and its holder knows who they are; what
+            # they need is a new token, which the message says how to get.
+            raise exceptions.PermissionDenied(f"{exc} {_renewal_hint(exc.token)}") from None
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
         return token.user, token
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+def _renewal_hint(token) -> str:
+    if token.scope == token.Scope.REVIEW:
+        return ("Reviewer tokens are short-lived: create a new one from a browser session that passed "
+                "two-factor authentication (API tokens page, or POST /api/v1/review/tokens).")
+    return "Create a new token on the API tokens page."
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

@@ -10,15 +10,14 @@ ERROR_COMPONENT = "Error"
 ERROR_SCHEMA = {
     "type": "object",
     "description": (
-        'Every API error is a JSON object: {"detail": "message"} (or a list of messages), or for '
-        'invalid input {"<field>": ["message", ...], ...}, nested like the request.'
+        'Every API error is a JSON object with a string "detail": {"detail": "message"}. For invalid '
+        'input each invalid field is also a key with a list of messages, nested like the request, and '
+        '"detail" sums them up: {"detail": "Invalid input. size: …", "size": ["…"]}.'
     ),
     "properties": {
-        "detail": {
-            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
-            "description": "What went wrong, in words a person can act on.",
-        }
+        "detail": {"type": "string", "description": "What went wrong, in words a person can act on."},
     },
+    "required": ["detail"],
     "additionalProperties": True,
 }
 

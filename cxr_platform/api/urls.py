@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("generation.api.urls")),
     path("", include("screening.api.urls")),
     path("", include("exports.api.urls")),
+    path("", include("quality.api.urls")),
 ]

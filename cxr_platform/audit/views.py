@@ -12,6 +12,7 @@ from access.decorators import staff_2fa_required
 
 from .models import ANONYMOUS, SYSTEM, AuditEvent
 from .selectors import filter_events
+from .services import record_event
 
 
 class AuditFilterForm(forms.Form):
@@ -94,6 +95,15 @@ def _cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def _applied_filters(form) -> dict:
+    if not form.is_bound:
+        return {}
+    return {
+        name: value.isoformat() if hasattr(value, "isoformat") else value
+        for name, value in form.cleaned_data.items() if value
+    }
+
+
 class _Echo:
     def write(self, value):
         return value
@@ -105,6 +115,8 @@ def audit_log_csv(request):
     if form.errors:
         problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
         return HttpResponseBadRequest(f"Invalid filters: {problems}", content_type="text/plain")
+    # Who took a copy of the log, and of which part, is itself on the record.
+    record_event("audit.exported", actor=request.user, details={"filters": _applied_filters(form), "format": "csv"})
     writer = csv.writer(_Echo())
     header = ["sequence", "occurred_at", "actor", "action", "target_type", "target_id", "ip_address", "user_agent", "details", "mac"]
 

@@ -11,7 +11,10 @@ class CohortRequestSerializer(serializers.Serializer):
     size = serializers.IntegerField(min_value=1)
     model_version = serializers.IntegerField(required=False, help_text="Default: the newest active one you may use.")
     seed = serializers.IntegerField(required=False, min_value=0, help_text="Default: drawn at random.")
-    preset = serializers.ChoiceField(choices=["balanced", "reference"], required=False)
+    preset = serializers.ChoiceField(
+        choices=["balanced", "reference"], required=False, allow_null=True, default="balanced",
+        help_text="Shares not given come from the preset. Default: balanced (as in the browser); null for none.",
+    )
     sex = serializers.DictField(child=serializers.FloatField(), required=False, help_text='e.g. {"F": 0.5, "M": 0.5}')
     race = serializers.DictField(child=serializers.FloatField(), required=False)
     age = serializers.JSONField(required=False, help_text='{"min": 40, "max": 80} or {"bins": [{"min", "max", "weight"}]}')
@@ -20,6 +23,10 @@ class CohortRequestSerializer(serializers.Serializer):
     group_findings = serializers.JSONField(required=False, help_text='[{"where": {"race": "BLACK"}, "findings": {…}}]')
     impressions = serializers.ListField(child=serializers.CharField(), required=False)
     sampling = serializers.JSONField(required=False, help_text='overrides within bounds, e.g. {"steps": 50}')
+    quality_policy = serializers.ChoiceField(
+        choices=["deliver", "drop"], required=False,
+        help_text="A patient whose image fails quality control on every attempt: deliver it flagged, or drop it "
+                  "and report it (default: the platform's QC_AFTER_LAST_ATTEMPT).")
 
 
 class CohortSerializer(serializers.ModelSerializer):
@@ -34,7 +41,7 @@ class CohortSerializer(serializers.ModelSerializer):
         model = Cohort
         fields = [
             "id", "name", "status", "size", "seed", "model_version", "model_version_id", "specification",
-            "created_at", "submitted_at", "started_at", "finished_at", "error", "notice", "progress",
+            "created_at", "submitted_at", "started_at", "finished_at", "error", "notice", "progress", "quality_policy",
         ]
         read_only_fields = fields
 

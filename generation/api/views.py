@@ -40,6 +40,14 @@ IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
 )
 
 
+def with_default_preset(data):
+    """The browser's default, for the API too: a request that does not mention ``preset`` gets
+    ``balanced``; ``"preset": null`` (or "") asks for none, so every share must then be given."""
+    if hasattr(data, "keys") and "preset" not in data:
+        data = {**(data.dict() if hasattr(data, "dict") else data), "preset": "balanced"}
+    return data
+
+
 class CohortApiMixin:
     permission_classes = [IsAuthenticated, CanGenerateWithApi]
 
@@ -73,10 +81,11 @@ class CohortListCreateView(CohortApiMixin, generics.ListAPIView):
     def post(self, request):
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            cohort, replayed = services.request_cohort(user=request.user, data=request.data), False
+            cohort, replayed = services.request_cohort(user=request.user, data=with_default_preset(request.data)), False
         else:
             try:
-                submission = services.request_cohort_once(user=request.user, data=request.data, idempotency_key=key)
+                submission = services.request_cohort_once(user=request.user, data=with_default_preset(request.data),
+                                                          idempotency_key=key)
             except services.IdempotencyKeyReused as exc:
                 raise IdempotencyKeyReused(" ".join(exc.messages)) from None
             cohort, replayed = submission.cohort, not submission.created
@@ -89,7 +98,7 @@ class CohortListCreateView(CohortApiMixin, generics.ListAPIView):
 class CohortPreviewView(CohortApiMixin, APIView):
     @extend_schema(request=CohortRequestSerializer, responses={200: dict})
     def post(self, request):
-        return Response(services.plan_cohort(user=request.user, data=request.data).preview())
+        return Response(services.plan_cohort(user=request.user, data=with_default_preset(request.data)).preview())
 
 
 class CohortDetailView(CohortApiMixin, generics.RetrieveAPIView):

@@ -56,4 +56,5 @@ def test_django_validation_errors_become_a_400_in_the_api():
 
     response = exception_handler(ValidationError({"count": ["Must be at most 1000."]}), {})
     assert response.status_code == 400
-    assert response.data == {"count": ["Must be at most 1000."]}
+    # The API's one error shape: a readable ``detail`` string, and each field's messages beside it.
+    assert response.data == {"detail": "Invalid input. count: Must be at most 1000.", "count": ["Must be at most 1000."]}

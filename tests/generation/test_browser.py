@@ -1,5 +1,6 @@
 """The whole path in a real browser: the form's preview and submit, a real Celery worker on Redis
-generating and screening the batches, and the cohort page's live progress bar and gallery."""
+generating and screening the batches, and the cohort page's live progress bar and gallery (images
+are added as they pass screening, before the page reloads once at the end)."""
 
 import shutil
 
@@ -19,6 +20,11 @@ document.addEventListener("DOMContentLoaded", () => {
   if (!counter) return;
   new MutationObserver(() => window.reportPassed(counter.textContent))
     .observe(counter, {childList: true, characterData: true, subtree: true});
+  // Figures the page's script adds (what the server rendered is not a mutation).
+  const gallery = document.getElementById("gallery");
+  new MutationObserver(() => window.reportGallery(gallery.querySelectorAll("figure").length,
+                                                  document.getElementById("progress").dataset.finished))
+    .observe(gallery, {childList: true});
 });
 """
 
@@ -53,6 +59,9 @@ def test_a_cohort_submitted_in_the_browser_is_generated_by_a_worker_and_shown_li
             # Every value the page's script writes into the "done" counter while it polls.
             shown = []
             context.expose_function("reportPassed", lambda value: shown.append(int(value)))
+            # The gallery's size each time the script adds an image, while the page still polls.
+            grown = []
+            context.expose_function("reportGallery", lambda count, finished: grown.append((count, finished)))
             context.add_init_script(WATCH_PROGRESS)
             # A second click sends nothing (static/js/submit-once.js): counted on a page whose submits
             # are stopped before they leave, so that the first one's navigation cannot hide the second.
@@ -88,9 +97,10 @@ def test_a_cohort_submitted_in_the_browser_is_generated_by_a_worker_and_shown_li
             page.wait_for_selector("#progress")
             detail_url = page.url
 
-            # The script updates the bar as batches finish, then reloads once to show the gallery.
+            # The script updates the bar and adds images as batches finish, then reloads once for the charts.
             page.locator('#progress[data-finished="true"]').wait_for(timeout=120_000)
             assert shown and shown[-1] == 3 and shown == sorted(shown), shown
+            assert grown and grown[-1] == (3, "false") and all(finished == "false" for _, finished in grown), grown
             assert page.text_content("#cohort-status").strip() == "Completed"
             assert page.text_content("#progress-passed") == "3"
             assert page.locator("#progress-bar").get_attribute("style").replace(" ", "") == "width:100.0%"
