@@ -49,16 +49,16 @@ def make(sources: np.ndarray, count: int, rng) -> np.ndarray:
     return out
 
 
-def build_index(directory: Path, train_real: list, calibration_set: list, n: int, rng) -> dict:
+def build_index(directory: Path, train_real: list, calibration_set: list, n: int, rng, sources: list | None = None) -> dict:
     """An index of ``n`` training images — ``train_real`` (normalised arrays) and distractors made
-    from them — calibrated on ``calibration_set``, written as :mod:`screening.index` lays it out but
+    from ``sources`` (default: ``train_real``) — calibrated on ``calibration_set``, written as :mod:`screening.index` lays it out but
     directly (decoding hundreds of thousands of files would measure the disk, not screening).
     Returns the meta."""
     import faiss
 
     directory = Path(directory)
     size = imaging.VERIFY_SIZE
-    sources = np.stack([regions.stored_thumbnail(a) for a in train_real]).astype(np.float32) / 255.0
+    sources = np.stack([regions.stored_thumbnail(a) for a in (sources or train_real)]).astype(np.float32) / 255.0
     region = np.memmap(directory / "train_region.u8", dtype=np.uint8, mode="w+", shape=(n, 128, 128))
     verify = np.memmap(directory / "train_verify.u8", dtype=np.uint8, mode="w+", shape=(n, size, size))
     region[: len(train_real)] = np.stack([regions.stored_thumbnail(a) for a in train_real])

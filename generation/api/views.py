@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import capabilities as caps
-from access.policy import access_policy, require_capability
+from access.policy import AccessDenied, access_policy, require_capability
 from generation import selectors, services
 
 from .serializers import CohortRequestSerializer, CohortSerializer, SyntheticImageSerializer
@@ -16,6 +16,9 @@ from .serializers import CohortRequestSerializer, CohortSerializer, SyntheticIma
 class CanGenerateWithApi(BasePermission):
     def has_permission(self, request, view):
         policy = access_policy(request.user)
+        # Kept for this request only: the view's object check reads the same policy instead of
+        # computing it again (ten queries).
+        request.access_policy = policy
         if not (policy.can(caps.API) and policy.can(caps.GENERATE)):
             self.message = "API access to cohort generation needs a grant that allows both the REST API and generation."
             return False
@@ -53,7 +56,11 @@ class CohortApiMixin:
 
     def get_cohort(self):
         cohort = selectors.cohort_of(self.request.user, self.kwargs["pk"])
-        require_capability(self.request.user, caps.GENERATE, cohort.model_version)
+        policy = getattr(self.request, "access_policy", None)
+        if policy is None or policy.user is not self.request.user:
+            require_capability(self.request.user, caps.GENERATE, cohort.model_version)
+        elif not policy.can(caps.GENERATE, cohort.model_version):
+            raise AccessDenied(policy.explain_denial(caps.GENERATE))
         return cohort
 
 

@@ -100,3 +100,19 @@ def test_the_region_threshold_is_calibrated_on_held_out_patients(screener):
     held_out = calibration["region_holdout_scores"]
     assert len(held_out) == screener.holdout_count
     assert calibration["region"]["threshold"] > max(held_out)
+
+
+def test_the_approximate_window_index_used_at_scale_still_finds_a_copied_region(screening_split, tmp_path,
+                                                                                 monkeypatch):
+    from screening import regions
+
+    # Past EXACT_SEARCH_LIMIT windows the index is an inverted file of product-quantised vectors; make
+    # this small training set take that path.
+    monkeypatch.setattr(regions, "EXACT_SEARCH_LIMIT", 500)
+    train = [_image(screening_split[0], i) for i in range(len(imaging.list_images(screening_split[0])))]
+    windows = regions.write_index(tmp_path, np.stack([regions.stored_thumbnail(a) for a in train]))
+    search = regions.RegionSearch(tmp_path, len(train))
+    assert windows > 500 and hasattr(search.index, "nprobe")
+    copy = _as_png(_paste(train[10], _image(screening_split[1], 5), 0.3, (0.4, 0.6), (0.7, 0.1)))
+    match = search.analyse(regions.region_thumbnail(copy))
+    assert match.index == 10 and match.area >= 0.1
