@@ -60,3 +60,17 @@ def read_certificate(certificate) -> bytes:
     """The decrypted PDF of a stored certificate."""
     with certificate.file.open("rb") as handle:
         return encryption.decrypt(handle.read())
+
+
+def download_response(certificate, data: bytes):
+    """The one way a certificate leaves the platform, for the review pages and the reviewer API alike: a
+    download, never rendered in our origin; and if a browser renders it anyway, sandboxed (no scripts,
+    no same-origin access)."""
+    from django.http import HttpResponse
+
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="citi-certificate-{certificate.pk}.pdf"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -12,7 +12,6 @@ from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils import timezone
@@ -186,14 +185,7 @@ def certificate_file(request, pk):
         return render(request, "errors/error.html", {"title": "Unreadable file", "message": "This certificate cannot be decrypted; ask an administrator."}, status=409)
     if certificate.user_id != request.user.pk:
         record_event("certificate.viewed", actor=request.user, target=certificate, details={"owner": certificate.user_id})
-    response = HttpResponse(data, content_type="application/pdf")
-    # A download, never rendered in our origin; and if a browser renders it anyway, sandboxed
-    # (no scripts, no same-origin access).
-    response["Content-Disposition"] = f'attachment; filename="citi-certificate-{certificate.pk}.pdf"'
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return certificates.download_response(certificate, data)
 
 
 @login_required

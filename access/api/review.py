@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Count, F, Q
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -196,12 +195,7 @@ class CertificateFileView(ReviewerView):
             token = review_token(request)
             if token is not None:
                 record_review_use(token=token, action="read_certificate", target=certificate)
-        response = HttpResponse(data, content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="citi-certificate-{certificate.pk}.pdf"'
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Content-Security-Policy"] = "sandbox; default-src 'none'"
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return certificates.download_response(certificate, data)
 
 
 class CertificateVerifyView(ReviewerView):
