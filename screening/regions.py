@@ -263,7 +263,11 @@ class RegionSearch:
         self.owners = np.load(directory / "region_owner.npy")
 
     def resident_bytes(self) -> int:
-        return int(self.index.ntotal * self.index.d * 4 + self.owners.nbytes + self.components.nbytes)
+        if hasattr(self.index, "nlist"):  # IVF-PQ: a code and an id per window, and the coarse centroids
+            vectors = self.index.ntotal * (self.index.code_size + 8) + self.index.nlist * self.index.d * 4
+        else:
+            vectors = self.index.ntotal * self.index.d * 4
+        return int(vectors + self.owners.nbytes + self.components.nbytes)
 
     def candidates(self, thumb: np.ndarray) -> dict[int, list[tuple[float, tuple]]]:
         """Training images the query's windows vote for: image → [(similarity, query window)], best first."""
