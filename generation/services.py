@@ -187,7 +187,7 @@ def plan_cohort(*, user, data: dict) -> CohortPlan:
     except ValueError as exc:
         raise ValidationError({"model_version": [str(exc)]}) from None
     spec = parse_specification(data, defaults)
-    quality_policy = parse_policy(data.get("quality_policy"))
+    quality_policy = parse_policy(data)
     patients = sample_patients(spec, defaults, size, seed)
     check_prompt_lengths(model_version, [p.prompt for p in patients])
     sampling = SamplingParams.from_defaults(defaults, spec.sampling).as_dict()

@@ -34,11 +34,14 @@ def default_policy() -> str:
     return value if value in Cohort.QualityPolicy.values else Cohort.QualityPolicy.DELIVER
 
 
-def parse_policy(value) -> str:
-    """The cohort's after-last-attempt policy from a create request (``quality_policy``), or the default."""
-    if value in (None, ""):
+def parse_policy(data) -> str:
+    """The cohort's after-last-attempt policy from a create request's ``quality_policy``; the default
+    when the request leaves it out. Sent empty or null it is refused like any other wrong value: the
+    API's schema allows only the two choices."""
+    if "quality_policy" not in data:
         return default_policy()
-    if value not in Cohort.QualityPolicy.values:
+    value = data["quality_policy"]
+    if not isinstance(value, str) or value not in Cohort.QualityPolicy.values:
         raise ValidationError({"quality_policy": [
             f"Choose {' or '.join(repr(v) for v in Cohort.QualityPolicy.values)}: what happens to a patient whose "
             "image still fails quality control on its last attempt (deliver it flagged, or drop it and report it)."

@@ -1,7 +1,18 @@
 from rest_framework import serializers
+from rest_framework.utils import html
 
 from generation import selectors
 from generation.models import Cohort, SyntheticImage
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    """A choice sent empty in a form (multipart or urlencoded) is an invalid choice, as it is in JSON —
+    not DRF's "not given" — so the API accepts exactly what its schema says."""
+
+    def get_value(self, dictionary):
+        if html.is_html_input(dictionary) and self.field_name in dictionary:
+            return dictionary.get(self.field_name)
+        return super().get_value(dictionary)
 
 
 class CohortRequestSerializer(serializers.Serializer):
@@ -23,7 +34,7 @@ class CohortRequestSerializer(serializers.Serializer):
     group_findings = serializers.JSONField(required=False, help_text='[{"where": {"race": "BLACK"}, "findings": {…}}]')
     impressions = serializers.ListField(child=serializers.CharField(), required=False)
     sampling = serializers.JSONField(required=False, help_text='overrides within bounds, e.g. {"steps": 50}')
-    quality_policy = serializers.ChoiceField(
+    quality_policy = StrictChoiceField(
         choices=["deliver", "drop"], required=False,
         help_text="A patient whose image fails quality control on every attempt: deliver it flagged, or drop it "
                   "and report it (default: the platform's QC_AFTER_LAST_ATTEMPT).")

@@ -31,6 +31,18 @@ def test_an_invalid_specification_is_a_400_naming_the_field(api):
     assert "add up to 1" in response.json()["sex"][0]
 
 
+def test_an_empty_quality_policy_in_a_form_is_a_400_not_the_default(api):
+    response = api.post("/api/v1/cohorts", {"name": "x", "size": 1, "quality_policy": ""}, format="multipart")
+    assert response.status_code == 400
+    assert "quality_policy" in response.json()
+    assert not Cohort.objects.exists()
+
+
+def test_a_null_quality_policy_is_a_400_not_the_default(api):
+    response = api.post("/api/v1/cohorts", cohort_request(size=1, quality_policy=None), format="json")
+    assert response.status_code == 400 and "quality_policy" in response.json()
+
+
 def test_preview_through_the_api(api):
     response = api.post("/api/v1/cohorts/preview", cohort_request(size=5), format="json")
     assert response.status_code == 200 and response.json()["quota"]["this_cohort"] == 5
