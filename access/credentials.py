@@ -3,10 +3,16 @@ access policy, the dashboard ("what is missing") and reviewers see the same answ
 
 from __future__ import annotations
 
+from datetime import date
+
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
+from cxr_platform.prepared import PreparedQuery
+
 from . import capabilities as caps
-from .models import Agreement, AgreementSignature, PhysioNetAttestation, Profile, TrainingCertificate
+from .models import AgreementSignature, AgreementVersion, PhysioNetAttestation, Profile, TrainingCertificate
 
 MIN_RESEARCH_PLAN_CHARS = 200
 
@@ -16,7 +22,7 @@ def profile_of(user) -> Profile | None:
 
 
 def latest_attestation(user) -> PhysioNetAttestation | None:
-    return PhysioNetAttestation.objects.filter(user=user).select_related("checked_by").first()
+    return PhysioNetAttestation.objects.filter(user=user).select_related("checked_by").order_by("-attested_at", "-pk").first()
 
 
 def physionet_attested(user, profile=None) -> bool:
@@ -54,33 +60,64 @@ def awaiting_certificate(user, *, today=None) -> TrainingCertificate | None:
     )
 
 
+def _unsigned_current_versions(user):
+    """Current (newest published) versions of active agreements that ``user`` has not signed: a new
+    version needs a new signature. ``user`` may be an ``OuterRef`` to the user's primary key, when
+    this is itself a subquery of a query over users."""
+    newer = AgreementVersion.objects.filter(agreement=OuterRef("agreement"), published_at__isnull=False,
+                                            number__gt=OuterRef("number"))
+    # One level deeper than this queryset, an outer reference must reach out twice.
+    signer = OuterRef(user) if isinstance(user, OuterRef) else user
+    signed = AgreementSignature.objects.filter(user=signer, version=OuterRef("pk"))
+    return AgreementVersion.objects.filter(agreement__is_active=True, published_at__isnull=False).exclude(
+        Exists(newer)).exclude(Exists(signed))
+
+
 def agreements_to_sign(user) -> list:
-    """Current versions of active agreements this user has not signed (a new version needs a new signature)."""
-    signed = set(AgreementSignature.objects.filter(user=user).values_list("version_id", flat=True))
-    missing = []
-    for agreement in Agreement.objects.filter(is_active=True).prefetch_related("versions"):
-        published = [v for v in agreement.versions.all() if v.published_at is not None]
-        if not published:
-            continue
-        current = max(published, key=lambda v: v.number)
-        if current.pk not in signed:
-            missing.append(current)
-    return missing
+    """Current versions of active agreements this user has not signed, in agreement title order."""
+    return list(_unsigned_current_versions(user).select_related("agreement").order_by("agreement__title", "agreement_id"))
 
 
 def has_research_plan(profile) -> bool:
     return bool(profile and len(profile.research_plan.strip()) >= MIN_RESEARCH_PLAN_CHARS)
 
 
+def _credentials_query(user_pk, today):
+    latest_attestation = PhysioNetAttestation.objects.filter(user=OuterRef("pk")).order_by("-attested_at", "-pk")
+    return get_user_model().objects.filter(pk=user_pk).annotate(
+        attested_as=Subquery(latest_attestation.values("physionet_username")[:1]),
+        attestation_checked=Subquery(latest_attestation.values("checked_at")[:1]),
+        certified=Exists(TrainingCertificate.objects.filter(
+            user=OuterRef("pk"), completed_on__lte=today, expires_on__gt=today, verified_at__isnull=False,
+            rejected_at__isnull=True)),
+        agreements_unsigned=Exists(_unsigned_current_versions(OuterRef("pk"))),
+    ).values("email_verified", "profile__pk", "profile__research_plan",
+             *(f"profile__{name}" for name in Profile.REQUIRED_FIELDS),
+             "attested_as", "attestation_checked", "certified", "agreements_unsigned")
+
+
+# Every API request asks the access policy, which asks this: one query, compiled once per process.
+_CREDENTIALS = PreparedQuery(_credentials_query, user_pk=int, today=date)
+
+
 def current_credentials(user, *, now=None) -> dict[str, bool]:
     today = timezone.localdate(now) if now else timezone.localdate()
-    profile = profile_of(user)
+    rows = _CREDENTIALS.rows(user_pk=user.pk, today=today)
+    if not rows or rows[0]["profile__pk"] is None:
+        held = dict.fromkeys(caps.CREDENTIALS, False)
+        if rows:  # no profile yet: the credentials that do not hang on it still count
+            held[caps.TRAINING] = bool(rows[0]["certified"])
+            held[caps.AGREEMENTS] = not rows[0]["agreements_unsigned"]
+        return held
+    row = rows[0]
+    complete = all((row[f"profile__{name}"] or "").strip() for name in Profile.REQUIRED_FIELDS)
     return {
-        caps.PROFILE: bool(profile and profile.is_complete and user.email_verified),
-        caps.PHYSIONET: physionet_checked(user, profile),
-        caps.TRAINING: valid_certificate(user, today=today) is not None,
-        caps.AGREEMENTS: not agreements_to_sign(user),
-        caps.RESEARCH_PLAN: has_research_plan(profile),
+        caps.PROFILE: bool(complete and row["email_verified"]),
+        caps.PHYSIONET: bool(row["attested_as"] and row["attested_as"] == row["profile__physionet_username"]
+                             and row["attestation_checked"] is not None),
+        caps.TRAINING: bool(row["certified"]),
+        caps.AGREEMENTS: not row["agreements_unsigned"],
+        caps.RESEARCH_PLAN: len((row["profile__research_plan"] or "").strip()) >= MIN_RESEARCH_PLAN_CHARS,
     }
 
 

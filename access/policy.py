@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
+from cxr_platform.prepared import PreparedQuery, field_names, instance
+
 from . import capabilities as caps
 from .models import AccessGrant, Tier
 
@@ -38,6 +40,8 @@ class AccessPolicy:
     quotas: dict = field(default_factory=dict)
 
     def can(self, capability: str, model_version=None) -> bool:
+        if model_version is not None:
+            _load_model_versions(self.grants)
         return any(
             capability in grant.tier.capabilities and _tier_covers(grant.tier, model_version) for grant in self.grants
         )
@@ -57,7 +61,8 @@ class AccessPolicy:
         tiers = [g.tier for g in self.grants if capability in g.tier.capabilities]
         if not tiers:
             return versions.none()
-        if any(not t.model_versions.exists() for t in tiers):
+        _load_model_versions(self.grants)
+        if any(not t.covered_version_ids for t in tiers):
             return versions
         return versions.filter(tiers__in=tiers).distinct()
 
@@ -76,15 +81,64 @@ def _tier_covers(tier: Tier, model_version) -> bool:
         return True
     if getattr(model_version, "status", None) == "withdrawn":
         return False
-    covered = list(tier.model_versions.all())
-    return not covered or model_version in covered
+    covered = _covered_version_ids(tier)
+    return not covered or model_version.pk in covered
 
 
-def _expire_lapsed_grants(user, now) -> None:
+def _covered_version_ids(tier) -> frozenset:
+    if not hasattr(tier, "covered_version_ids"):
+        tier.covered_version_ids = frozenset(tier.model_versions.values_list("pk", flat=True))
+    return tier.covered_version_ids
+
+
+# Every API request reads the user's grants, so both reads are compiled once per process.
+_ACTIVE_GRANTS = PreparedQuery(
+    lambda user_pk: AccessGrant.objects.filter(user=user_pk, status=AccessGrant.Status.ACTIVE).order_by("pk")
+    .values(*field_names(AccessGrant), *field_names(Tier, "tier__")),
+    user_pk=int,
+)
+_COVERED_VERSIONS = PreparedQuery(
+    lambda user_pk: Tier.model_versions.through.objects.filter(
+        tier__grants__user=user_pk, tier__grants__status=AccessGrant.Status.ACTIVE
+    ).order_by().values("tier_id", "modelversion_id").distinct(),
+    user_pk=int,
+)
+
+
+def _active_grants(user) -> list:
+    grants = []
+    for row in _ACTIVE_GRANTS.rows(user_pk=user.pk):
+        grant = instance(AccessGrant, row)
+        grant.tier = instance(Tier, row, "tier__")
+        grants.append(grant)
+    return grants
+
+
+def _load_model_versions(grants) -> None:
+    """The model versions each grant's tier covers, in one query, the first time a check needs them
+    (most requests ask only "may they use the API at all", which needs none)."""
+    tiers = [grant.tier for grant in grants if not hasattr(grant.tier, "covered_version_ids")]
+    if not tiers:
+        return
+    covered: dict[int, set] = {}
+    for row in _COVERED_VERSIONS.rows(user_pk=grants[0].user_id):
+        covered.setdefault(row["tier_id"], set()).add(row["modelversion_id"])
+    for tier in tiers:
+        tier.covered_version_ids = frozenset(covered.get(tier.pk, ()))
+
+
+def _expire_lapsed(grants, now) -> list:
+    """Grants still marked active although their term has ended are expired here (with their audit
+    event) rather than waiting for the periodic sweep; the rest are returned."""
     from .services import expire_grant
 
-    for grant in AccessGrant.objects.filter(user=user, status=AccessGrant.Status.ACTIVE, expires_at__lte=now):
-        expire_grant(grant=grant, actor=None)
+    current = []
+    for grant in grants:
+        if grant.expires_at <= now:
+            expire_grant(grant=grant, actor=None)
+        else:
+            current.append(grant)
+    return current
 
 
 def _signed_in(user) -> bool:
@@ -95,16 +149,12 @@ def access_policy(user, *, now=None) -> AccessPolicy:
     if not _signed_in(user):
         return AccessPolicy(user=user)
     now = now or timezone.now()
-    _expire_lapsed_grants(user, now)
     credentials = credential_status(user, now=now)
+    active = _expire_lapsed(_active_grants(user), now)
     grants = tuple(
         grant
-        for grant in AccessGrant.objects.filter(
-            user=user, status=AccessGrant.Status.ACTIVE, expires_at__gt=now, tier__is_active=True
-        )
-        .select_related("tier")
-        .prefetch_related("tier__model_versions")
-        if all(credentials.get(name) for name in grant.tier.credentials_needed)
+        for grant in active
+        if grant.tier.is_active and all(credentials.get(name) for name in grant.tier.credentials_needed)
     )
     capability_set = frozenset(cap for grant in grants for cap in grant.tier.capabilities)
     quotas: dict[str, int] = {}

@@ -20,7 +20,7 @@ server ends a run at most ~20 s after its schedule. Exit status 1 when any reque
 Cohorts and images are written with the ORM and the model version without weights: these endpoints
 read rows and never open a model file, and building the demo pipeline would take longer than the run.
 
-    .venv/bin/python bench/api.py [--rate 200] [--seconds 10] [--cohorts 50] [--images 40] [--workers 2]
+    .venv/bin/python bench/api.py [--rate 200] [--seconds 10] [--cohorts 50] [--images 40] [--workers 4]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each endpoint's run")
     parser.add_argument("--cohorts", type=int, default=50)
     parser.add_argument("--images", type=int, default=40, help="images per cohort")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers (docs/foundation.md deploys 4)")
     args = parser.parse_args()
     if not (0 < args.rate <= 2000 and 0 < args.seconds <= 120 and SMALL < args.cohorts <= 500 and 0 <= args.images <= 1000):
         parser.error("keep it bounded: rate 1-2000/s, seconds 1-120, cohorts 6-500, images 0-1000")
@@ -103,7 +103,7 @@ def main() -> int:
             ("list", ["/api/v1/cohorts"]),
             ("status", [f"/api/v1/cohorts/{c.pk}" for c in cohorts]),
         ):
-            alone = _one_at_a_time(port, paths, token, count=40)  # also warms both workers' connections
+            alone = _one_at_a_time(port, paths, token, count=40)  # also warms the workers' connections
             results[label] = {**_drive(port, paths, token, rate=args.rate, seconds=args.seconds), "alone": alone}
         _report(args, small, large, results, load_before)
         return 0 if all(r["errors"] == 0 for r in results.values()) else 1

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Exists, OuterRef, Q
+from datetime import datetime
+
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+
+from cxr_platform.prepared import PreparedQuery, field_names, instance
+from registry.models import ModelVersion
 
 from .models import Cohort, GenerationBatch, SyntheticImage, WorkerHeartbeat
 from .sampling import age_band, distribution
@@ -30,25 +36,100 @@ _PROGRESS_STATUSES = {
 }
 
 
-def with_progress_counts(cohorts):
-    """Cohorts annotated with their image counts (``passed_count``, …) and what their notice needs
-    (``has_unsent_batch``, ``has_unfinished_batch``, ``gpu_worker_up``): a list of cohorts with their
-    progress in one query instead of several per cohort. Newest first."""
+def _image_count(status):
+    """A cohort's images in ``status``, counted by a correlated subquery: unlike a join with GROUP BY
+    it is computed only for the rows returned (a page), and it leaves count() plain."""
+    counted = (SyntheticImage.objects.filter(cohort=OuterRef("pk"), status=status).order_by()
+               .values("cohort").annotate(n=Count("pk")).values("n"))
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def _progress_annotations(fresh_since) -> dict:
     unfinished = GenerationBatch.objects.filter(cohort=OuterRef("pk")).exclude(status__in=GenerationBatch.TERMINAL)
     # icontains on the JSON text, not ``contains``: JSON containment is PostgreSQL-only and
     # development runs on SQLite. The quotes keep "gpu" from matching "gpu2".
     fresh_gpu_worker = WorkerHeartbeat.objects.filter(
-        last_seen_at__gte=timezone.now() - stale_after(), queues__icontains=f'"{generation_queue()}"'
+        last_seen_at__gte=fresh_since, queues__icontains=f'"{generation_queue()}"'
     )
-    return cohorts.annotate(
-        **{
-            f"{name}_count": Count("images", filter=Q(images__status=status))
-            for name, status in _PROGRESS_STATUSES.items()
-        },
-        has_unsent_batch=Exists(unfinished.filter(status=GenerationBatch.Status.QUEUED, enqueued_at__isnull=True)),
-        has_unfinished_batch=Exists(unfinished),
-        gpu_worker_up=Exists(fresh_gpu_worker),
-    ).order_by("-created_at", "-pk")  # Meta.ordering does not apply to aggregate queries
+    return {
+        **{f"{name}_count": _image_count(status) for name, status in _PROGRESS_STATUSES.items()},
+        "has_unsent_batch": Exists(unfinished.filter(status=GenerationBatch.Status.QUEUED, enqueued_at__isnull=True)),
+        "has_unfinished_batch": Exists(unfinished),
+        "gpu_worker_up": Exists(fresh_gpu_worker),
+    }
+
+
+def with_progress_counts(cohorts):
+    """Cohorts annotated with their image counts (``passed_count``, …) and what their notice needs
+    (``has_unsent_batch``, ``has_unfinished_batch``, ``gpu_worker_up``): a list of cohorts with their
+    progress in one query instead of several per cohort. Newest first."""
+    return cohorts.annotate(**_progress_annotations(timezone.now() - stale_after())).order_by("-created_at", "-pk")
+
+
+# What a cohort's listing and access check read of its model version (its name and whether it is
+# withdrawn); its generation defaults, a large JSON document, load only if something asks.
+_VERSION_FIELDS = ("id", "name", "version", "status")
+_PROGRESS_NAMES = [*(f"{name}_count" for name in _PROGRESS_STATUSES), "has_unsent_batch", "has_unfinished_batch",
+                   "gpu_worker_up"]
+
+# One cohort of its owner with its model version and progress, compiled once per process: clients
+# poll a cohort's status, and building these subqueries cost more than running them.
+_OWN_COHORT_WITH_PROGRESS = PreparedQuery(
+    lambda owner_pk, cohort_pk, fresh_since: Cohort.objects.filter(owner=owner_pk, pk=cohort_pk).order_by()
+    .annotate(**_progress_annotations(fresh_since))
+    .values(*field_names(Cohort), *field_names(ModelVersion, "model_version__", _VERSION_FIELDS), *_PROGRESS_NAMES),
+    key=lambda: (generation_queue(),), owner_pk=int, cohort_pk=int, fresh_since=datetime,
+)
+
+
+_OWN_COHORTS_PAGE = PreparedQuery(
+    lambda owner_pk, fresh_since, offset, limit: Cohort.objects.filter(owner=owner_pk)
+    .annotate(**_progress_annotations(fresh_since)).order_by("-created_at", "-pk")
+    .values(*field_names(Cohort), *field_names(ModelVersion, "model_version__", _VERSION_FIELDS), *_PROGRESS_NAMES)[offset:offset + limit],
+    key=lambda: (generation_queue(),), shape=("offset", "limit"), owner_pk=int, fresh_since=datetime,
+)
+_OWN_COHORT_COUNT = PreparedQuery(
+    lambda owner_pk: Cohort.objects.filter(owner=owner_pk).order_by().values("owner").annotate(n=Count("pk")).values("n"),
+    owner_pk=int,
+)
+
+
+def _cohort_from(row: dict) -> Cohort:
+    cohort = instance(Cohort, row)
+    cohort.model_version = instance(ModelVersion, row, "model_version__", _VERSION_FIELDS)
+    for name in _PROGRESS_NAMES:
+        setattr(cohort, name, row[name])
+    return cohort
+
+
+def _cohort_with_progress_of(user, pk) -> Cohort:
+    rows = _OWN_COHORT_WITH_PROGRESS.rows(owner_pk=user.pk, cohort_pk=int(pk),
+                                          fresh_since=timezone.now() - stale_after())
+    if not rows:
+        raise Http404("No cohort matches the given query.")
+    return _cohort_from(rows[0])
+
+
+class CohortListing:
+    """A user's cohorts with their progress, newest first, for the API's paginator: ``count()``
+    and one slice, each a single query compiled once per process (clients poll this list)."""
+
+    def __init__(self, user):
+        self.user = user
+
+    def count(self) -> int:
+        rows = _OWN_COHORT_COUNT.rows(owner_pk=self.user.pk)
+        return rows[0]["n"] if rows else 0
+
+    def __getitem__(self, item: slice) -> list[Cohort]:
+        if not isinstance(item, slice) or item.step is not None or item.stop is None:
+            raise TypeError("CohortListing takes one slice with an end, as a paginator asks for a page.")
+        start = item.start or 0
+        if item.stop <= start:
+            return []
+        rows = _OWN_COHORTS_PAGE.rows(owner_pk=self.user.pk, fresh_since=timezone.now() - stale_after(),
+                                      offset=start, limit=item.stop - start)
+        return [_cohort_from(row) for row in rows]
 
 
 def cohort_list_of(user):
@@ -78,8 +159,11 @@ def _notice(cohort: Cohort) -> str | None:
     return None
 
 
-def cohort_of(user, pk) -> Cohort:
-    """The user's cohort, or 404 (also for other people's ids)."""
+def cohort_of(user, pk, *, with_progress: bool = False) -> Cohort:
+    """The user's cohort, or 404 (also for other people's ids); ``with_progress``: with its image
+    counts and notice in the same query (the status endpoint clients poll)."""
+    if with_progress:
+        return _cohort_with_progress_of(user, pk)
     return get_object_or_404(cohorts_of(user), pk=pk)
 
 

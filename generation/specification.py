@@ -17,6 +17,15 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 
 PRESETS = ("balanced", "reference")
+DEFAULT_PRESET = "balanced"  # the browser's default, and so the API's and the command's
+
+
+def with_default_preset(data):
+    """A request that does not mention ``preset`` gets the default; ``"preset": null`` (or "")
+    asks for none, so every share must then be given."""
+    if hasattr(data, "keys") and "preset" not in data:
+        data = {**(data.dict() if hasattr(data, "dict") else data), "preset": DEFAULT_PRESET}
+    return data
 REFERENCE_TABLE = Path(__file__).resolve().parent / "data" / "reference_mimic_cxr.json"
 SHARE_TOLERANCE = 1e-3
 MAX_IMPRESSIONS = 1000

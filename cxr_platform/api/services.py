@@ -5,11 +5,13 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
 from cxr_platform.audit.services import record_event
+from cxr_platform.prepared import PreparedQuery, field_names, instance
 
 from .models import ApiToken
 
@@ -74,16 +76,22 @@ def revoke_api_token(*, token: ApiToken, actor) -> ApiToken:
     return token
 
 
+# Every API request reads its token (with its user): compiled once per process.
+_LIVE_TOKEN = PreparedQuery(
+    lambda token_hash: ApiToken.objects.filter(token_hash=token_hash, revoked_at__isnull=True, user__is_active=True)
+    .order_by().values(*field_names(ApiToken), *field_names(get_user_model(), "user__"))[:1],
+    token_hash=str,
+)
+
+
 def authenticate_token(raw: str) -> ApiToken | None:
     """The live token for ``raw``; None when unknown, revoked or its account is inactive.
     Raises :class:`TokenExpired` for a token past its lifetime (audited the first time)."""
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(token_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True)
-        .first()
-    )
-    if token is None:
+    rows = _LIVE_TOKEN.rows(token_hash=hash_token(raw))
+    if not rows:
         return None
+    token = instance(ApiToken, rows[0])
+    token.user = instance(get_user_model(), rows[0], "user__")
     if token.is_expired:
         _record_expiry(token)
         raise TokenExpired(token)

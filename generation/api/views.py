@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from access import capabilities as caps
 from access.policy import AccessDenied, access_policy, require_capability
 from generation import selectors, services
+from generation.specification import with_default_preset
 
 from .serializers import CohortRequestSerializer, CohortSerializer, SyntheticImageSerializer
 
@@ -43,19 +44,11 @@ IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
 )
 
 
-def with_default_preset(data):
-    """The browser's default, for the API too: a request that does not mention ``preset`` gets
-    ``balanced``; ``"preset": null`` (or "") asks for none, so every share must then be given."""
-    if hasattr(data, "keys") and "preset" not in data:
-        data = {**(data.dict() if hasattr(data, "dict") else data), "preset": "balanced"}
-    return data
-
-
 class CohortApiMixin:
     permission_classes = [IsAuthenticated, CanGenerateWithApi]
 
-    def get_cohort(self):
-        cohort = selectors.cohort_of(self.request.user, self.kwargs["pk"])
+    def get_cohort(self, *, with_progress: bool = False):
+        cohort = selectors.cohort_of(self.request.user, self.kwargs["pk"], with_progress=with_progress)
         policy = getattr(self.request, "access_policy", None)
         if policy is None or policy.user is not self.request.user:
             require_capability(self.request.user, caps.GENERATE, cohort.model_version)
@@ -68,7 +61,7 @@ class CohortListCreateView(CohortApiMixin, generics.ListAPIView):
     serializer_class = CohortSerializer
 
     def get_queryset(self):
-        return selectors.with_progress_counts(selectors.cohorts_of(self.request.user))
+        return selectors.CohortListing(self.request.user)
 
     @extend_schema(
         request=CohortRequestSerializer,
@@ -112,7 +105,7 @@ class CohortDetailView(CohortApiMixin, generics.RetrieveAPIView):
     serializer_class = CohortSerializer
 
     def get_object(self):
-        return self.get_cohort()
+        return self.get_cohort(with_progress=True)
 
 
 class CohortCancelView(CohortApiMixin, APIView):

@@ -126,3 +126,80 @@ def test_inactive_tier_gives_nothing():
     grant = grant_tier(user, "generate")
     Tier.objects.filter(pk=grant.tier_id).update(is_active=False)
     assert not access_policy(user).can(caps.GENERATE)
+
+
+def _credentials_one_check_at_a_time(user) -> dict:
+    """The same answers from the separate checks the dashboard and reviewers use."""
+    from access import credentials as c
+
+    profile = c.profile_of(user)
+    return {
+        caps.PROFILE: bool(profile and profile.is_complete and user.email_verified),
+        caps.PHYSIONET: c.physionet_checked(user, profile),
+        caps.TRAINING: c.valid_certificate(user) is not None,
+        caps.AGREEMENTS: not c.agreements_to_sign(user),
+        caps.RESEARCH_PLAN: c.has_research_plan(profile),
+    }
+
+
+@pytest.mark.parametrize("state", [
+    "nothing", "complete", "no_profile", "unverified_email", "other_physionet_name", "attestation_unchecked",
+    "certificate_unverified", "certificate_expired", "older_agreement_signed", "unpublished_version_only",
+    "inactive_agreement_unsigned",
+])
+def test_the_one_query_credentials_agree_with_the_separate_checks(state):
+    from tests.access.factories import give_attestation, give_certificate
+
+    user, admin = UserFactory(), StaffFactory(is_superuser=True)
+    if state != "nothing":
+        give_credentials(user)
+    terms = Agreement.objects.get(slug="platform-terms")
+    if state == "no_profile":
+        user.profile.delete()
+    elif state == "unverified_email":
+        user.email_verified = False
+        user.save()
+    elif state == "other_physionet_name":
+        services.attest_physionet(user=user, physionet_username="someone_else", actor=user)
+    elif state == "attestation_unchecked":
+        give_attestation(user, checked=False)
+    elif state == "certificate_unverified":
+        user.training_certificates.all().delete()
+        give_certificate(user, verified=False)
+    elif state == "certificate_expired":
+        user.training_certificates.all().delete()
+        today = timezone.localdate()
+        give_certificate(user, completed_on=today - timedelta(days=800), expires_on=today - timedelta(days=1))
+    elif state == "older_agreement_signed":
+        services.publish_agreement_version(agreement=terms, text=terms.current_version.text + "\n9. More.\n", actor=admin)
+    elif state == "unpublished_version_only":
+        terms.versions.create(number=terms.current_version.number + 1, text="draft", sha256="0" * 64)
+    elif state == "inactive_agreement_unsigned":
+        services.publish_agreement_version(agreement=terms, text=terms.current_version.text + "\n9. More.\n", actor=admin)
+        Agreement.objects.filter(pk=terms.pk).update(is_active=False)
+    user.refresh_from_db()
+    assert current_credentials(user) == _credentials_one_check_at_a_time(user)
+
+
+def test_the_policy_costs_two_queries_and_one_more_for_model_version_coverage(django_assert_num_queries):
+    user = UserFactory()
+    for slug in ("generate", "export", "weights"):
+        grant_tier(user, slug)
+    with django_assert_num_queries(2):  # the credentials, the grants with their tiers
+        policy = access_policy(user)
+        assert policy.can(caps.API) and policy.can(caps.GENERATE)
+    from registry.models import ModelVersion
+
+    version = ModelVersion.objects.create(name="m", version="1", directory="/nonexistent")
+    with django_assert_num_queries(1):  # the model versions of every held tier, once
+        assert policy.can(caps.GENERATE, version)
+        assert policy.can(caps.EXPORT_DICOM, version)
+
+
+def test_a_lapsed_grant_is_expired_by_the_same_query_that_reads_the_grants(django_assert_num_queries):
+    user = UserFactory()
+    grant = grant_tier(user, "generate")
+    AccessGrant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert not access_policy(user).can(caps.GENERATE)
+    grant.refresh_from_db()
+    assert grant.status == AccessGrant.Status.EXPIRED

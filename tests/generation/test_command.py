@@ -41,3 +41,13 @@ def test_generate_cohort_names_an_unknown_user(db, tmp_path):
     spec.write_text("{}")
     with pytest.raises(CommandError, match="No active user 'nobody'"):
         call_command("generate_cohort", "--user", "nobody", "--spec", str(spec))
+
+
+def test_generate_cohort_fills_unspecified_shares_from_the_default_preset_as_the_api_does(researcher, tmp_path, capsys):
+    request = cohort_request(size=2)
+    del request["race"]  # only sex, age and findings given: race comes from the balanced preset
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(request))
+    call_command("generate_cohort", "--user", researcher.username, "--spec", str(spec), "--no-wait")
+    cohort = Cohort.objects.get(owner=researcher)
+    assert cohort.specification["race"] == {"WHITE": 0.25, "BLACK": 0.25, "ASIAN": 0.25, "HISPANIC": 0.25}

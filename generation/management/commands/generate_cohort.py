@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from generation import selectors, services
+from generation.specification import with_default_preset
 
 
 def _messages(error: ValidationError) -> str:
@@ -22,7 +23,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--user", required=True, help="Username of the cohort's owner (quota and access are theirs).")
-        parser.add_argument("--spec", required=True, help="Path to the JSON specification.")
+        parser.add_argument("--spec", required=True, help="Path to the JSON specification (as the API takes it; without \"preset\" the balanced preset fills the shares not given).")
         parser.add_argument("--inline", action="store_true", help="Run the batches in this process instead of the broker.")
         parser.add_argument("--no-wait", action="store_true", help="Submit and return without following progress.")
 
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         except json.JSONDecodeError as exc:
             raise CommandError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}).") from None
         try:
-            cohort = services.request_cohort(user=user, data=data, enqueue=not options["inline"])
+            cohort = services.request_cohort(user=user, data=with_default_preset(data), enqueue=not options["inline"])
         except ValidationError as exc:
             raise CommandError(f"Specification refused: {_messages(exc)}") from None
         except PermissionDenied as exc:

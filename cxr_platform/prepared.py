@@ -1,0 +1,117 @@
+"""Reads made on every API request, compiled to SQL once per process instead of on every call.
+
+Django builds and compiles a queryset each time it is evaluated. For the two reads every cohort API
+request makes — the access policy's credentials and a cohort's progress — building and compiling
+their subqueries cost several times what the database took to run them (bench/api.py, profiled:
+about two thirds of a status request). A :class:`PreparedQuery` compiles its ``values()`` queryset
+once per database connection settings and shape, remembers where each parameter landed, and then
+only substitutes parameters. The queryset stays the one definition of the read: nothing is written
+twice in SQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta, timezone as dt_timezone
+from typing import Callable
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connections
+
+# Values no real parameter takes, one per parameter of a query, to find where each one landed.
+_SENTINEL_BASE = {
+    int: lambda n: -7_314_159_265 - n,
+    str: lambda n: f"\x1fprepared-query-parameter-{n}\x1f",
+    date: lambda n: date(1901, 2, 3) + timedelta(days=n),
+    datetime: lambda n: datetime(1901, 2, 3, 4, 5, 6, 789, tzinfo=dt_timezone.utc) + timedelta(seconds=n),
+}
+
+
+def _adapted(connection, value):
+    """The form the backend's compiler gives a parameter of this type (e.g. text on SQLite)."""
+    if isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    if isinstance(value, date):
+        return connection.ops.adapt_datefield_value(value)
+    return value
+
+
+MAX_SHAPES = 64  # compiled variants kept per query (e.g. page sizes and offsets)
+
+
+class PreparedQuery:
+    """``build(**parameters)`` returns a ``values()`` queryset; ``parameters`` maps each name to its
+    type (int, str, date or datetime). ``shape`` names arguments that change the SQL itself (a
+    slice's limit and offset, which Django writes into the SQL): each value compiles a variant,
+    of which the last MAX_SHAPES are kept. ``key()`` names anything else the SQL depends on (a
+    setting), so that a change compiles it again. :meth:`rows` returns dicts, as ``values()`` would."""
+
+    def __init__(self, build: Callable, *, key: Callable[[], tuple] = tuple, shape: tuple = (), **parameters: type):
+        self._build, self._key, self._shape, self._parameters = build, key, tuple(shape), parameters
+        self._compiled: dict = {}
+        self._lock = threading.Lock()
+
+    def _compile(self, connection, shape: dict):
+        sentinels = {name: _SENTINEL_BASE[kind](n) for n, (name, kind) in enumerate(self._parameters.items())}
+        queryset = self._build(**sentinels, **shape)
+        query = queryset.query
+        compiler = query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        # The order ValuesIterable reads the columns in, and the converters it applies (JSON text,
+        # SQLite's 0/1 booleans and datetime text).
+        names = [*query.extra_select, *query.values_select, *query.annotation_select]
+        converters = compiler.get_converters([column for column, _, _ in compiler.select[:len(names)]])
+        slots = []
+        for position, param in enumerate(params):
+            for name, sentinel in sentinels.items():
+                if param == sentinel:
+                    slots.append((position, name, False))
+                elif param == _adapted(connection, sentinel):
+                    slots.append((position, name, True))
+        unplaced = set(self._parameters) - {name for _, name, _ in slots}
+        if unplaced:
+            raise ImproperlyConfigured(f"PreparedQuery: parameter(s) {sorted(unplaced)} do not appear in the SQL.")
+        return sql, tuple(params), tuple(slots), names, converters
+
+    def rows(self, *, using: str = DEFAULT_DB_ALIAS, **values) -> list[dict]:
+        connection = connections[using]
+        shape = {name: values.pop(name) for name in self._shape}
+        key = (using, connection.vendor, connection.settings_dict.get("NAME"), self._key(), tuple(shape.values()))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled.get(key) or self._compile(connection, shape)
+                if len(self._compiled) >= MAX_SHAPES:
+                    self._compiled.pop(next(iter(self._compiled)))
+                self._compiled[key] = compiled
+        sql, template, slots, names, converters = compiled
+        params = list(template)
+        for position, name, adapt in slots:
+            params[position] = _adapted(connection, values[name]) if adapt else values[name]
+        rows = _execute(connection, sql, params)
+        result = []
+        for row in rows:
+            row = list(row)
+            for position, (functions, expression) in converters.items():
+                for convert in functions:
+                    row[position] = convert(row[position], expression, connection)
+            result.append(dict(zip(names, row)))
+        return result
+
+
+def _execute(connection, sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def field_names(model, prefix: str = "", only: tuple = ()) -> list[str]:
+    """The ``values()`` names of a model's columns (``prefix``: the path to a related model;
+    ``only``: just these fields, the rest loading on first access as with ``only()``)."""
+    return [prefix + field.attname for field in model._meta.concrete_fields if not only or field.name in only]
+
+
+def instance(model, row: dict, prefix: str = "", only: tuple = (), *, using: str = DEFAULT_DB_ALIAS):
+    """A model instance from a row that holds :func:`field_names` (as the ORM would load it)."""
+    names = field_names(model, only=only)
+    return model.from_db(using, names, [row[prefix + name] for name in names])

@@ -1,0 +1,92 @@
+"""PreparedQuery: compiled once, then run with new parameters, it answers what the ORM answers."""
+
+from datetime import date, timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Count
+from django.utils import timezone
+
+from access.models import TrainingCertificate
+from cxr_platform import prepared
+from cxr_platform.prepared import PreparedQuery, field_names, instance
+from tests.access.factories import give_certificate
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+User = UserFactory._meta.model
+
+
+def _certificates(user_pk, valid_on, named):
+    return (TrainingCertificate.objects.filter(user=user_pk, expires_on__gt=valid_on, original_name=named)
+            .order_by("pk").values("pk", "expires_on", "uploaded_at", "verified_at"))
+
+
+CERTIFICATES = PreparedQuery(_certificates, user_pk=int, valid_on=date, named=str)
+
+
+def test_each_call_substitutes_its_own_parameters_and_matches_the_orm():
+    alice, bob = UserFactory(), UserFactory()
+    today = timezone.localdate()
+    for user in (alice, bob):
+        give_certificate(user, completed_on=today - timedelta(days=30), expires_on=today + timedelta(days=10))
+        give_certificate(user, completed_on=today - timedelta(days=30), expires_on=today + timedelta(days=400))
+    name = TrainingCertificate.objects.filter(user=alice).first().original_name
+    for user in (alice, bob):
+        for valid_on in (today, today + timedelta(days=100), today + timedelta(days=1000)):
+            expected = list(_certificates(user.pk, valid_on, name))
+            assert CERTIFICATES.rows(user_pk=user.pk, valid_on=valid_on, named=name) == expected
+    assert len(CERTIFICATES.rows(user_pk=alice.pk, valid_on=today, named=name)) == 2
+    assert CERTIFICATES.rows(user_pk=alice.pk, valid_on=today, named="another name.pdf") == []
+
+
+def test_rows_carry_python_values_not_database_text():
+    user = UserFactory()
+    give_certificate(user)
+    (row,) = CERTIFICATES.rows(user_pk=user.pk, valid_on=date(2000, 1, 1),
+                               named=TrainingCertificate.objects.get(user=user).original_name)
+    assert isinstance(row["expires_on"], date)
+    assert row["uploaded_at"].tzinfo is not None
+
+
+def test_instances_built_from_rows_are_the_rows_the_orm_loads():
+    user = UserFactory(first_name="Ada")
+    query = PreparedQuery(lambda pk: User.objects.filter(pk=pk).values(*field_names(User)), pk=int)
+    loaded = instance(User, query.rows(pk=user.pk)[0])
+    assert loaded == user and loaded.first_name == "Ada" and loaded._state.adding is False
+    partial = instance(User, PreparedQuery(
+        lambda pk: User.objects.filter(pk=pk).values(*field_names(User, only=("id", "username"))), pk=int
+    ).rows(pk=user.pk)[0], only=("id", "username"))
+    assert partial.get_deferred_fields() and partial.first_name == "Ada"  # the rest loads on access
+
+
+def test_a_parameter_the_sql_never_uses_is_refused():
+    query = PreparedQuery(lambda pk, unused: User.objects.filter(pk=pk).values("pk"), pk=int, unused=int)
+    with pytest.raises(ImproperlyConfigured, match="unused"):
+        query.rows(pk=1, unused=2)
+
+
+def test_shapes_compile_separately_and_only_the_latest_are_kept(monkeypatch):
+    monkeypatch.setattr(prepared, "MAX_SHAPES", 4)
+    users = sorted(UserFactory.create_batch(6), key=lambda u: u.pk)
+    query = PreparedQuery(
+        lambda first, offset, limit: User.objects.filter(pk__gte=first).order_by("pk").values("pk")[offset:offset + limit],
+        shape=("offset", "limit"), first=int,
+    )
+    for offset in range(6):
+        assert query.rows(first=users[0].pk, offset=offset, limit=2) == [{"pk": u.pk} for u in users[offset:offset + 2]]
+    assert len(query._compiled) <= 4
+
+
+def test_a_changed_key_compiles_again():
+    UserFactory(is_staff=True)
+    UserFactory(is_staff=False)
+    flag = {"staff": True}
+    query = PreparedQuery(
+        lambda floor: User.objects.filter(pk__gte=floor, is_staff=flag["staff"]).values("is_staff").annotate(n=Count("pk")),
+        key=lambda: (flag["staff"],), floor=int,
+    )
+    assert [row["is_staff"] for row in query.rows(floor=0)] == [True]
+    flag["staff"] = False
+    assert [row["is_staff"] for row in query.rows(floor=0)] == [False]
