@@ -82,34 +82,32 @@ def has_research_plan(profile) -> bool:
     return bool(profile and len(profile.research_plan.strip()) >= MIN_RESEARCH_PLAN_CHARS)
 
 
-def _credentials_query(user_pk, today):
+# The columns credentials_from_row reads.
+CREDENTIAL_COLUMNS = ("email_verified", "profile__pk", "profile__research_plan",
+                      *(f"profile__{name}" for name in Profile.REQUIRED_FIELDS),
+                      "attested_as", "attestation_checked", "certified", "agreements_unsigned")
+
+
+def with_credentials(users, today):
+    """``users`` (a queryset) annotated with what :func:`credentials_from_row` needs, each credential
+    a subquery, so that one query answers all five (the access policy adds the grants to it)."""
     latest_attestation = PhysioNetAttestation.objects.filter(user=OuterRef("pk")).order_by("-attested_at", "-pk")
-    return get_user_model().objects.filter(pk=user_pk).annotate(
+    return users.annotate(
         attested_as=Subquery(latest_attestation.values("physionet_username")[:1]),
         attestation_checked=Subquery(latest_attestation.values("checked_at")[:1]),
         certified=Exists(TrainingCertificate.objects.filter(
             user=OuterRef("pk"), completed_on__lte=today, expires_on__gt=today, verified_at__isnull=False,
             rejected_at__isnull=True)),
         agreements_unsigned=Exists(_unsigned_current_versions(OuterRef("pk"))),
-    ).values("email_verified", "profile__pk", "profile__research_plan",
-             *(f"profile__{name}" for name in Profile.REQUIRED_FIELDS),
-             "attested_as", "attestation_checked", "certified", "agreements_unsigned")
+    )
 
 
-# Every API request asks the access policy, which asks this: one query, compiled once per process.
-_CREDENTIALS = PreparedQuery(_credentials_query, user_pk=int, today=date)
-
-
-def current_credentials(user, *, now=None) -> dict[str, bool]:
-    today = timezone.localdate(now) if now else timezone.localdate()
-    rows = _CREDENTIALS.rows(user_pk=user.pk, today=today)
-    if not rows or rows[0]["profile__pk"] is None:
+def credentials_from_row(row: dict) -> dict[str, bool]:
+    if row["profile__pk"] is None:  # no profile yet: the credentials that do not hang on it still count
         held = dict.fromkeys(caps.CREDENTIALS, False)
-        if rows:  # no profile yet: the credentials that do not hang on it still count
-            held[caps.TRAINING] = bool(rows[0]["certified"])
-            held[caps.AGREEMENTS] = not rows[0]["agreements_unsigned"]
+        held[caps.TRAINING] = bool(row["certified"])
+        held[caps.AGREEMENTS] = not row["agreements_unsigned"]
         return held
-    row = rows[0]
     complete = all((row[f"profile__{name}"] or "").strip() for name in Profile.REQUIRED_FIELDS)
     return {
         caps.PROFILE: bool(complete and row["email_verified"]),
@@ -119,6 +117,19 @@ def current_credentials(user, *, now=None) -> dict[str, bool]:
         caps.AGREEMENTS: not row["agreements_unsigned"],
         caps.RESEARCH_PLAN: len((row["profile__research_plan"] or "").strip()) >= MIN_RESEARCH_PLAN_CHARS,
     }
+
+
+# One query, compiled once per process (the dashboard, reviewers and request submission ask this).
+_CREDENTIALS = PreparedQuery(
+    lambda user_pk, today: with_credentials(get_user_model().objects.filter(pk=user_pk), today).values(*CREDENTIAL_COLUMNS),
+    user_pk=int, today=date,
+)
+
+
+def current_credentials(user, *, now=None) -> dict[str, bool]:
+    today = timezone.localdate(now) if now else timezone.localdate()
+    rows = _CREDENTIALS.rows(user_pk=user.pk, today=today)
+    return credentials_from_row(rows[0]) if rows else dict.fromkeys(caps.CREDENTIALS, False)
 
 
 def ready_to_submit(user, tier) -> list[str]:

@@ -10,8 +10,11 @@ next request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, FilteredRelation, OuterRef, Q
 from django.utils import timezone
 
 from cxr_platform.prepared import PreparedQuery, field_names, instance
@@ -91,12 +94,22 @@ def _covered_version_ids(tier) -> frozenset:
     return tier.covered_version_ids
 
 
-# Every API request reads the user's grants, so both reads are compiled once per process.
-_ACTIVE_GRANTS = PreparedQuery(
-    lambda user_pk: AccessGrant.objects.filter(user=user_pk, status=AccessGrant.Status.ACTIVE).order_by("pk")
-    .values(*field_names(AccessGrant), *field_names(Tier, "tier__")),
-    user_pk=int,
-)
+def _policy_query(user_pk, today):
+    """The user's credentials and active grants (with their tiers) in one query: a row per grant, or
+    one row with no grant. ``tier_restricts``: whether the tier lists model versions (most do not,
+    and then a check that names a model version needs no further query)."""
+    from .credentials import CREDENTIAL_COLUMNS, with_credentials
+
+    users = get_user_model().objects.filter(pk=user_pk).annotate(
+        active_grant=FilteredRelation("grants", condition=Q(grants__status=AccessGrant.Status.ACTIVE)))
+    restricts = Tier.model_versions.through.objects.filter(tier=OuterRef("active_grant__tier"))
+    return (with_credentials(users, today).annotate(tier_restricts=Exists(restricts)).order_by("active_grant__pk")
+            .values(*CREDENTIAL_COLUMNS, *field_names(AccessGrant, "active_grant__"),
+                    *field_names(Tier, "active_grant__tier__"), "tier_restricts"))
+
+
+# Every API request asks the policy: one query, compiled once per process.
+_POLICY = PreparedQuery(_policy_query, user_pk=int, today=date)
 _COVERED_VERSIONS = PreparedQuery(
     lambda user_pk: Tier.model_versions.through.objects.filter(
         tier__grants__user=user_pk, tier__grants__status=AccessGrant.Status.ACTIVE
@@ -105,13 +118,22 @@ _COVERED_VERSIONS = PreparedQuery(
 )
 
 
-def _active_grants(user) -> list:
+def _credentials_and_grants(user, now) -> tuple[dict, list]:
+    from .credentials import credentials_from_row
+
+    rows = _POLICY.rows(user_pk=user.pk, today=timezone.localdate(now))
+    if not rows:
+        return dict.fromkeys(caps.CREDENTIALS, False), []
     grants = []
-    for row in _ACTIVE_GRANTS.rows(user_pk=user.pk):
-        grant = instance(AccessGrant, row)
-        grant.tier = instance(Tier, row, "tier__")
+    for row in rows:
+        if row["active_grant__id"] is None:
+            continue
+        grant = instance(AccessGrant, row, "active_grant__")
+        grant.tier = instance(Tier, row, "active_grant__tier__")
+        if not row["tier_restricts"]:
+            grant.tier.covered_version_ids = frozenset()
         grants.append(grant)
-    return grants
+    return credentials_from_row(rows[0]), grants
 
 
 def _load_model_versions(grants) -> None:
@@ -149,8 +171,8 @@ def access_policy(user, *, now=None) -> AccessPolicy:
     if not _signed_in(user):
         return AccessPolicy(user=user)
     now = now or timezone.now()
-    credentials = credential_status(user, now=now)
-    active = _expire_lapsed(_active_grants(user), now)
+    credentials, grants = _credentials_and_grants(user, now)
+    active = _expire_lapsed(grants, now)
     grants = tuple(
         grant
         for grant in active

@@ -12,9 +12,11 @@ twice in SQL.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 from typing import Callable
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -57,10 +59,12 @@ class PreparedQuery:
         query = queryset.query
         compiler = query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
-        # The order ValuesIterable reads the columns in, and the converters it applies (JSON text,
-        # SQLite's 0/1 booleans and datetime text).
-        names = [*query.extra_select, *query.values_select, *query.annotation_select]
-        converters = compiler.get_converters([column for column, _, _ in compiler.select[:len(names)]])
+        # The columns in the order of the SELECT (values() names each one), and the converters the
+        # ORM applies to them (JSON text, SQLite's 0/1 booleans and datetime text).
+        names = [alias for _, _, alias in compiler.select]
+        if None in names or len(set(names)) != len(names):
+            raise ImproperlyConfigured("PreparedQuery needs a values() queryset whose columns all have names.")
+        converters = compiler.get_converters([column for column, _, _ in compiler.select])
         slots = []
         for position, param in enumerate(params):
             for name, sentinel in sentinels.items():
@@ -100,9 +104,38 @@ class PreparedQuery:
 
 
 def _execute(connection, sql: str, params: list) -> list[tuple]:
+    if connection.vendor == "postgresql" and getattr(settings, "DB_PREPARED_STATEMENTS", False):
+        return _execute_prepared(connection, sql, params)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _execute_prepared(connection, sql: str, params: list) -> list[tuple]:
+    """On PostgreSQL, as a server-side prepared statement: planned once per connection instead of on
+    every request (planning these subqueries took longer than running them: 1.35 → 0.5 ms a query).
+    Django's own cursors bind parameters on the client and never prepare; this cursor is wrapped the
+    way Django wraps its own (errors translated, execute wrappers applied) and logged as Django logs."""
+    import psycopg
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = connection.connection
+    with connection.wrap_database_errors:
+        cursor = connection.make_cursor(psycopg.Cursor(raw))
+    previous = raw.prepare_threshold
+    raw.prepare_threshold = 0  # this statement only: Django's queries keep the connection's setting
+    started = time.monotonic()
+    try:
+        with cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    finally:
+        raw.prepare_threshold = previous
+        if connection.queries_logged:  # as Django's debug cursor logs (CaptureQueriesContext, DEBUG)
+            connection.queries_log.append({"sql": connection.ops.compose_sql(sql, params),
+                                           "time": f"{time.monotonic() - started:.3f}"})
 
 
 def field_names(model, prefix: str = "", only: tuple = ()) -> list[str]:

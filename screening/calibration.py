@@ -13,8 +13,8 @@ from .search import TARGET_FPR, Screener
 
 # The region score never counts as a copy below this, whatever a small holdout suggests: half a
 # window correlation of 0.9 plus a matched area of a tenth of the image. Chance matches between
-# other patients' radiographs reached 0.52 on the 60 public images (docs/screening.md); copies of a
-# quarter of the image score 0.64 and more.
+# other patients' radiographs reached 0.48 on the 60 public images (docs/screening.md); copies of a
+# quarter of the image scored 0.565 and more.
 REGION_FLOOR = 0.55
 
 
@@ -55,6 +55,19 @@ def threshold_for(scores: np.ndarray, target_fpr: float = TARGET_FPR) -> dict:
     }
 
 
+def region_threshold_for(scores: np.ndarray, target_fpr: float = TARGET_FPR) -> dict:
+    """The region stage's threshold: :func:`threshold_for`, never below REGION_FLOOR (the method then
+    says so). Calibration and the leave-one-out false-positive rate of evaluations both use it, so
+    the floor is applied the same way in both."""
+    scores = np.asarray(scores, dtype=np.float64)
+    region = threshold_for(scores, target_fpr)
+    if region["threshold"] is not None and region["threshold"] < REGION_FLOOR:
+        region.update(threshold=REGION_FLOOR, method=f"{region['method']}, raised to the floor {REGION_FLOOR}",
+                      holdout_flagged=int((scores >= REGION_FLOOR).sum()),
+                      holdout_fpr=float(np.mean(scores >= REGION_FLOOR)))
+    return region
+
+
 def calibrate(directory: Path, meta: dict, *, encoder=None, progress=True) -> dict:
     screener = Screener(directory, meta=meta, encoder=encoder, calibrating=True)
     holdout_n = meta["holdout_count"]
@@ -72,11 +85,7 @@ def calibrate(directory: Path, meta: dict, *, encoder=None, progress=True) -> di
         region_scores.append(0.0 if result.region_score is None else result.region_score)
         bar.update(1)
     bar.close()
-    region = threshold_for(np.array(region_scores))
-    if region["threshold"] is not None and region["threshold"] < REGION_FLOOR:
-        region.update(threshold=REGION_FLOOR, method=f"{region['method']}, raised to the floor {REGION_FLOOR}")
-        region["holdout_flagged"] = int((np.array(region_scores) >= REGION_FLOOR).sum())
-        region["holdout_fpr"] = float(np.mean(np.array(region_scores) >= REGION_FLOOR))
+    region = region_threshold_for(np.array(region_scores))
     calibration = {"stage_a": threshold_for(np.array(scores)), "stage_a_holdout_scores": [round(s, 5) for s in scores],
                    "region": region,
                    "region_holdout_scores": [round(s, 5) for s in region_scores]}

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import distractors, edits, engine, imaging
-from .calibration import REGION_FLOOR
+from .calibration import region_threshold_for
 
 MIMIC_TRAIN_IMAGES = 377_000
 
@@ -52,7 +52,7 @@ def leave_one_out_fpr(scores, target_fpr: float = engine.TARGET_FPR, region_scor
     for i in range(len(scores)):
         hit = scores[i] >= engine.threshold_for(np.delete(scores, i), target_fpr)["threshold"]
         if region is not None and len(region) == len(scores):
-            cut = max(engine.threshold_for(np.delete(region, i), target_fpr)["threshold"], REGION_FLOOR)
+            cut = region_threshold_for(np.delete(region, i), target_fpr)["threshold"]
             hit = hit or region[i] >= cut
         flagged += bool(hit)
     return float(flagged / len(scores)) if len(scores) else float("nan")

@@ -185,13 +185,13 @@ def test_the_policy_costs_two_queries_and_one_more_for_model_version_coverage(dj
     user = UserFactory()
     for slug in ("generate", "export", "weights"):
         grant_tier(user, slug)
-    with django_assert_num_queries(2):  # the credentials, the grants with their tiers
+    with django_assert_num_queries(1):  # the credentials and the grants with their tiers, together
         policy = access_policy(user)
         assert policy.can(caps.API) and policy.can(caps.GENERATE)
     from registry.models import ModelVersion
 
     version = ModelVersion.objects.create(name="m", version="1", directory="/nonexistent")
-    with django_assert_num_queries(1):  # the model versions of every held tier, once
+    with django_assert_num_queries(0):  # no held tier lists model versions: all are covered
         assert policy.can(caps.GENERATE, version)
         assert policy.can(caps.EXPORT_DICOM, version)
 
@@ -203,3 +203,18 @@ def test_a_lapsed_grant_is_expired_by_the_same_query_that_reads_the_grants(djang
     assert not access_policy(user).can(caps.GENERATE)
     grant.refresh_from_db()
     assert grant.status == AccessGrant.Status.EXPIRED
+
+
+def test_a_tier_that_lists_model_versions_covers_only_those_and_is_read_once(django_assert_num_queries):
+    from registry.models import ModelVersion
+
+    listed = ModelVersion.objects.create(name="m", version="1", directory="/nonexistent")
+    other = ModelVersion.objects.create(name="m", version="2", directory="/nonexistent")
+    user = UserFactory()
+    grant_tier(user, "generate", model_versions=[listed])
+    policy = access_policy(user)
+    with django_assert_num_queries(1):
+        assert policy.can(caps.GENERATE, listed)
+        assert not policy.can(caps.GENERATE, other)
+    assert policy.can(caps.GENERATE)  # no model version named: the grant itself
+    assert list(policy.model_version_filter(caps.GENERATE)) == [listed]

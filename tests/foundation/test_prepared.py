@@ -90,3 +90,34 @@ def test_a_changed_key_compiles_again():
     assert [row["is_staff"] for row in query.rows(floor=0)] == [True]
     flag["staff"] = False
     assert [row["is_staff"] for row in query.rows(floor=0)] == [False]
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_statement_is_prepared_on_the_server_once_and_still_counted(django_assert_num_queries):
+    from django.db import connection
+
+    user = UserFactory()
+    query = PreparedQuery(lambda pk: User.objects.filter(pk=pk).values("pk", "username"), pk=int)
+    with django_assert_num_queries(2):  # logged like Django's own queries
+        assert query.rows(pk=user.pk) == [{"pk": user.pk, "username": user.username}]
+        assert query.rows(pk=user.pk + 1) == []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+        statements = [row[0] for row in cursor.fetchall()]
+    assert sum('"username"' in s and "access_user" in s for s in statements) == 1
+    assert connection.connection.prepare_threshold is None  # Django's own queries are never prepared
+
+
+@pytest.mark.postgres
+def test_a_prepared_statement_survives_a_rolled_back_transaction(settings):
+    from django.db import transaction
+
+    user = UserFactory()
+    query = PreparedQuery(lambda pk: User.objects.filter(pk=pk).values("username"), pk=int)
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            assert query.rows(pk=user.pk)
+            raise RuntimeError("roll back")
+    assert query.rows(pk=user.pk) == [{"username": user.username}]
+    settings.DB_PREPARED_STATEMENTS = False  # behind a transaction-mode pooler: plain statements
+    assert query.rows(pk=user.pk) == [{"username": user.username}]

@@ -8,7 +8,8 @@ from django.core.management import CommandError, call_command
 
 from screening import edits
 from screening import imaging
-from screening.evaluation import auroc, index_size_check, tpr_at_fpr
+from screening.calibration import REGION_FLOOR, region_threshold_for
+from screening.evaluation import auroc, index_size_check, leave_one_out_fpr, tpr_at_fpr
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +51,20 @@ def test_detection_rate_at_a_false_positive_rate_reads_the_threshold_off_the_neg
     negatives = np.linspace(0, 1, 1000)  # the strictest cut flagging at most 1 % is the 990th score
     assert tpr_at_fpr([0.985, 0.995, 0.999], negatives, 0.01) == pytest.approx(2 / 3)
     assert auroc([2, 3], [0, 1]) == 1.0 and auroc([0], [0]) == 0.5
+
+
+def test_the_region_floor_is_applied_by_one_function_in_calibration_and_leave_one_out():
+    low = np.linspace(0.30, 0.40, 30)  # a tight, low holdout: its own bound lies far below the floor
+    region = region_threshold_for(low)
+    assert region["threshold"] == REGION_FLOOR and "floor" in region["method"]
+    assert region["holdout_flagged"] == 0 and region["holdout_fpr"] == 0.0
+    spread = np.r_[np.linspace(0.2, 0.5, 29), 0.9]  # above the floor: the bound is kept as it is
+    assert region_threshold_for(spread)["threshold"] > REGION_FLOOR
+    assert "floor" not in region_threshold_for(spread)["method"]
+    # Leave-one-out uses the same floor: a held-out score just above it is flagged, one just below is not.
+    whole = np.full(30, 0.1)
+    assert leave_one_out_fpr(whole, region_scores=np.r_[low[:-1], REGION_FLOOR + 0.001]) == pytest.approx(1 / 30)
+    assert leave_one_out_fpr(whole, region_scores=np.r_[low[:-1], REGION_FLOOR - 0.001]) == 0.0
 
 
 def test_partial_copy_families_are_new_keys_scored_by_both_stages(screening_split, tmp_path):

@@ -116,3 +116,22 @@ def test_the_approximate_window_index_used_at_scale_still_finds_a_copied_region(
     copy = _as_png(_paste(train[10], _image(screening_split[1], 5), 0.3, (0.4, 0.6), (0.7, 0.1)))
     match = search.analyse(regions.region_thumbnail(copy))
     assert match.index == 10 and match.area >= 0.1
+
+
+def test_a_straight_edge_that_two_radiographs_share_is_not_a_copied_area():
+    """An edge (the image's border, a rib's outline, a tube) correlates with any other straight edge
+    along its whole length: tiles holding only an edge do not count towards the copied area, tiles
+    with two-dimensional detail do."""
+    from screening import regions
+
+    rng = np.random.default_rng(0)
+    rows = np.arange(regions.REGION_SIZE)[:, None]
+    edge = np.where(rows < 40, 60.0, 160.0) + np.zeros((1, regions.REGION_SIZE))  # one horizontal edge
+    query = regions.detail(edge + rng.normal(0, 0.2, edge.shape))
+    other = regions.detail(edge + rng.normal(0, 0.2, edge.shape))  # another image with the same edge
+    everywhere = np.ones_like(regions.structured_tiles(query))
+    assert regions.agreement_area(query, other, (0, 17), everywhere) > 0.05  # the edge agrees at any shift
+    assert regions.agreement_area(query, other, (0, 17)) == 0.0
+    texture = regions.detail(rng.normal(128, 30, edge.shape))
+    assert regions.structured_tiles(texture).mean() > 0.9
+    assert regions.agreement_area(texture, texture, (0, 0)) > 0.9
