@@ -196,15 +196,6 @@ def test_the_policy_costs_two_queries_and_one_more_for_model_version_coverage(dj
         assert policy.can(caps.EXPORT_DICOM, version)
 
 
-def test_a_lapsed_grant_is_expired_by_the_same_query_that_reads_the_grants(django_assert_num_queries):
-    user = UserFactory()
-    grant = grant_tier(user, "generate")
-    AccessGrant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert not access_policy(user).can(caps.GENERATE)
-    grant.refresh_from_db()
-    assert grant.status == AccessGrant.Status.EXPIRED
-
-
 def test_a_tier_that_lists_model_versions_covers_only_those_and_is_read_once(django_assert_num_queries):
     from registry.models import ModelVersion
 
