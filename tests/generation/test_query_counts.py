@@ -120,3 +120,18 @@ def test_status_and_list_read_the_policy_the_cohort_and_its_progress_in_a_handfu
     api.get(f"/api/v1/cohorts/{cohort.pk}")
     assert queries_for(api, f"/api/v1/cohorts/{cohort.pk}") == 2
     assert queries_for(api, "/api/v1/cohorts") == 3
+
+
+def test_the_written_out_representation_is_drfs_field_by_field_one(owner, demo_model_version, worker):
+    from generation import selectors
+    from generation.api.serializers import CohortSerializer
+
+    add_cohorts(owner, demo_model_version, 5)
+    Cohort.objects.filter(status=Status.COMPLETED).update(finished_at=timezone.now(), error="")
+    Cohort.objects.filter(status=Status.CANCELLED).update(error="Cancelled by its owner.")
+    serializer = CohortSerializer()
+    listed = selectors.CohortListing(owner)[0:10]
+    assert len(listed) == 5
+    for cohort in listed + [selectors.cohort_of(owner, c.pk, with_progress=True) for c in listed]:
+        written, generic = serializer.to_representation(cohort), serializer.field_by_field(cohort)
+        assert written == generic and list(written) == list(generic)
