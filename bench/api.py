@@ -93,6 +93,7 @@ def main() -> int:
         running = next(c for c in cohorts if c.status == "running")  # its status reads the most
         small = _query_counts(token, running.pk)
         cohorts += _add_cohorts(researcher, version, args.cohorts - SMALL, args.images, first=SMALL)
+        _analyze()  # statistics, as a database in use has them (autovacuum would gather them later)
         large = _query_counts(token, running.pk)
         _close_connections()
 
@@ -128,6 +129,13 @@ def _admin(server: dict, statement: str) -> None:
 
     with psycopg.connect(_url(server, server["NAME"] or "postgres"), autocommit=True) as connection:
         connection.execute(statement)
+
+
+def _analyze() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
 
 
 def _close_connections() -> None:

@@ -11,6 +11,7 @@ twice in SQL.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from datetime import date, datetime, timedelta, timezone as dt_timezone
@@ -138,13 +139,18 @@ def _execute_prepared(connection, sql: str, params: list) -> list[tuple]:
                                            "time": f"{time.monotonic() - started:.3f}"})
 
 
+@functools.lru_cache(maxsize=None)
+def _attnames(model, only: tuple) -> tuple[str, ...]:
+    return tuple(field.attname for field in model._meta.concrete_fields if not only or field.name in only)
+
+
 def field_names(model, prefix: str = "", only: tuple = ()) -> list[str]:
     """The ``values()`` names of a model's columns (``prefix``: the path to a related model;
     ``only``: just these fields, the rest loading on first access as with ``only()``)."""
-    return [prefix + field.attname for field in model._meta.concrete_fields if not only or field.name in only]
+    return [prefix + name for name in _attnames(model, tuple(only))]
 
 
 def instance(model, row: dict, prefix: str = "", only: tuple = (), *, using: str = DEFAULT_DB_ALIAS):
     """A model instance from a row that holds :func:`field_names` (as the ORM would load it)."""
-    names = field_names(model, only=only)
+    names = _attnames(model, tuple(only))
     return model.from_db(using, names, [row[prefix + name] for name in names])
