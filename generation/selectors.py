@@ -105,9 +105,13 @@ _OWN_COHORT_COUNT = PreparedQuery(
 )
 
 
-def _cohort_from(row: dict) -> Cohort:
+def _cohort_from(row: dict, versions: dict | None = None) -> Cohort:
+    """``versions``: model versions already built for this page, by id (a page shares a few)."""
     cohort = instance(Cohort, row)
-    cohort.model_version = instance(ModelVersion, row, "model_version__", _VERSION_FIELDS)
+    versions = {} if versions is None else versions
+    if cohort.model_version_id not in versions:
+        versions[cohort.model_version_id] = instance(ModelVersion, row, "model_version__", _VERSION_FIELDS)
+    cohort.model_version = versions[cohort.model_version_id]
     for name in _PROGRESS_NAMES:
         setattr(cohort, name, row[name])
     return _with_counts(cohort)
@@ -140,7 +144,8 @@ class CohortListing:
             return []
         rows = _OWN_COHORTS_PAGE.rows(owner_pk=self.user.pk, fresh_since=timezone.now() - stale_after(),
                                       offset=start, limit=item.stop - start)
-        return [_cohort_from(row) for row in rows]
+        versions: dict = {}
+        return [_cohort_from(row, versions) for row in rows]
 
 
 def cohort_list_of(user):

@@ -41,12 +41,12 @@ class CohortRequestSerializer(serializers.Serializer):
                   "and report it (default: the platform's QC_AFTER_LAST_ATTEMPT).")
 
 
-def _moment(value):
-    """What DRF's DateTimeField writes (ISO 8601 in the current time zone, "Z" for UTC), without its
-    per-call machinery: a list page writes 200 of them."""
+def _moment(value, zone):
+    """What DRF's DateTimeField writes (ISO 8601 in the current time zone ``zone``, "Z" for UTC),
+    without its per-call machinery: a list page writes 200 of them."""
     if value is None:
         return None
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    text = value.astimezone(zone).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
@@ -71,15 +71,15 @@ class CohortSerializer(serializers.ModelSerializer):
         the cohort list is polled, and DRF's per-field machinery was the largest part of a 50-cohort
         page (bench/api.py)."""
         progress = self._progress(cohort)
-        moment = _moment
+        zone = timezone.get_current_timezone()
         return {
             "id": cohort.pk, "name": cohort.name, "status": cohort.status, "size": cohort.size, "seed": cohort.seed,
             "model_version": str(cohort.model_version), "model_version_id": cohort.model_version_id,
             "specification": cohort.specification,
-            "created_at": moment(cohort.created_at),
-            "submitted_at": moment(cohort.submitted_at),
-            "started_at": moment(cohort.started_at),
-            "finished_at": moment(cohort.finished_at),
+            "created_at": _moment(cohort.created_at, zone),
+            "submitted_at": _moment(cohort.submitted_at, zone),
+            "started_at": _moment(cohort.started_at, zone),
+            "finished_at": _moment(cohort.finished_at, zone),
             "error": cohort.error, "notice": progress["notice"], "progress": progress,
             "quality_policy": cohort.quality_policy,
         }
