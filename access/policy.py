@@ -43,8 +43,6 @@ class AccessPolicy:
     quotas: dict = field(default_factory=dict)
 
     def can(self, capability: str, model_version=None) -> bool:
-        if model_version is not None:
-            _load_model_versions(self.grants)
         return any(
             capability in grant.tier.capabilities and _tier_covers(grant.tier, model_version) for grant in self.grants
         )
@@ -64,8 +62,7 @@ class AccessPolicy:
         tiers = [g.tier for g in self.grants if capability in g.tier.capabilities]
         if not tiers:
             return versions.none()
-        _load_model_versions(self.grants)
-        if any(not t.covered_version_ids for t in tiers):
+        if any(not _covered_version_ids(t) for t in tiers):
             return versions
         return versions.filter(tiers__in=tiers).distinct()
 
@@ -89,6 +86,8 @@ def _tier_covers(tier: Tier, model_version) -> bool:
 
 
 def _covered_version_ids(tier) -> frozenset:
+    """The model versions a tier lists (none: all), read the first time a check names a version; the
+    policy query already knows which tiers list none."""
     if not hasattr(tier, "covered_version_ids"):
         tier.covered_version_ids = frozenset(tier.model_versions.values_list("pk", flat=True))
     return tier.covered_version_ids
@@ -110,12 +109,6 @@ def _policy_query(user_pk, today):
 
 # Every API request asks the policy: one query, compiled once per process.
 _POLICY = PreparedQuery(_policy_query, user_pk=int, today=date)
-_COVERED_VERSIONS = PreparedQuery(
-    lambda user_pk: Tier.model_versions.through.objects.filter(
-        tier__grants__user=user_pk, tier__grants__status=AccessGrant.Status.ACTIVE
-    ).order_by().values("tier_id", "modelversion_id").distinct(),
-    user_pk=int,
-)
 
 
 def _credentials_and_grants(user, now) -> tuple[dict, list]:
@@ -134,19 +127,6 @@ def _credentials_and_grants(user, now) -> tuple[dict, list]:
             grant.tier.covered_version_ids = frozenset()
         grants.append(grant)
     return credentials_from_row(rows[0]), grants
-
-
-def _load_model_versions(grants) -> None:
-    """The model versions each grant's tier covers, in one query, the first time a check needs them
-    (most requests ask only "may they use the API at all", which needs none)."""
-    tiers = [grant.tier for grant in grants if not hasattr(grant.tier, "covered_version_ids")]
-    if not tiers:
-        return
-    covered: dict[int, set] = {}
-    for row in _COVERED_VERSIONS.rows(user_pk=grants[0].user_id):
-        covered.setdefault(row["tier_id"], set()).add(row["modelversion_id"])
-    for tier in tiers:
-        tier.covered_version_ids = frozenset(covered.get(tier.pk, ()))
 
 
 def _expire_lapsed(grants, now) -> list:

@@ -83,20 +83,23 @@ def with_progress_counts(cohorts) -> list[Cohort]:
 _VERSION_FIELDS = ("id", "name", "version", "status")
 _PROGRESS_NAMES = ["image_counts", "has_unsent_batch", "has_unfinished_batch", "gpu_worker_up"]
 
-# One cohort of its owner with its model version and progress, compiled once per process: clients
-# poll a cohort's status, and building these subqueries cost more than running them.
+def _own_cohorts_with_progress(owner_pk, fresh_since):
+    """A user's cohorts, newest first, as rows of the cohort, what is read of its model version and its
+    progress (see _cohort_from)."""
+    return (Cohort.objects.filter(owner=owner_pk).annotate(**_progress_annotations(fresh_since))
+            .order_by("-created_at", "-pk")
+            .values(*field_names(Cohort), *field_names(ModelVersion, "model_version__", _VERSION_FIELDS),
+                    *_PROGRESS_NAMES))
+
+
+# Both compiled once per process: clients poll a cohort's status and the list, and building these
+# subqueries cost more than running them.
 _OWN_COHORT_WITH_PROGRESS = PreparedQuery(
-    lambda owner_pk, cohort_pk, fresh_since: Cohort.objects.filter(owner=owner_pk, pk=cohort_pk).order_by()
-    .annotate(**_progress_annotations(fresh_since))
-    .values(*field_names(Cohort), *field_names(ModelVersion, "model_version__", _VERSION_FIELDS), *_PROGRESS_NAMES),
+    lambda owner_pk, cohort_pk, fresh_since: _own_cohorts_with_progress(owner_pk, fresh_since).filter(pk=cohort_pk),
     key=lambda: (generation_queue(),), owner_pk=int, cohort_pk=int, fresh_since=datetime,
 )
-
-
 _OWN_COHORTS_PAGE = PreparedQuery(
-    lambda owner_pk, fresh_since, offset, limit: Cohort.objects.filter(owner=owner_pk)
-    .annotate(**_progress_annotations(fresh_since)).order_by("-created_at", "-pk")
-    .values(*field_names(Cohort), *field_names(ModelVersion, "model_version__", _VERSION_FIELDS), *_PROGRESS_NAMES)[offset:offset + limit],
+    lambda owner_pk, fresh_since, offset, limit: _own_cohorts_with_progress(owner_pk, fresh_since)[offset:offset + limit],
     key=lambda: (generation_queue(),), shape=("offset", "limit"), owner_pk=int, fresh_since=datetime,
 )
 _OWN_COHORT_COUNT = PreparedQuery(

@@ -84,9 +84,6 @@ class CohortSerializer(serializers.ModelSerializer):
             "quality_policy": cohort.quality_policy,
         }
 
-    def field_by_field(self, cohort) -> dict:
-        return super().to_representation(cohort)
-
     def _progress(self, cohort) -> dict:
         if getattr(cohort, "_progress_cache", None) is None:
             cohort._progress_cache = selectors.cohort_progress(cohort)

@@ -124,6 +124,8 @@ def test_status_and_list_read_the_policy_the_cohort_and_its_progress_in_a_handfu
 
 def test_the_written_out_representation_is_drfs_field_by_field_one(owner, demo_model_version, worker):
     from generation import selectors
+    from rest_framework import serializers
+
     from generation.api.serializers import CohortSerializer
 
     add_cohorts(owner, demo_model_version, 5)
@@ -133,5 +135,6 @@ def test_the_written_out_representation_is_drfs_field_by_field_one(owner, demo_m
     listed = selectors.CohortListing(owner)[0:10]
     assert len(listed) == 5
     for cohort in listed + [selectors.cohort_of(owner, c.pk, with_progress=True) for c in listed]:
-        written, generic = serializer.to_representation(cohort), serializer.field_by_field(cohort)
+        written = serializer.to_representation(cohort)
+        generic = serializers.ModelSerializer.to_representation(serializer, cohort)  # DRF's, field by field
         assert written == generic and list(written) == list(generic)
