@@ -20,6 +20,8 @@ from typing import Callable
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 # Values no real parameter takes, one per parameter of a query, to find where each one landed.
 _SENTINEL_BASE = {
@@ -118,13 +120,20 @@ def _execute_prepared(connection, sql: str, params: list) -> list[tuple]:
     Django's own cursors bind parameters on the client and never prepare; this cursor is wrapped the
     way Django wraps its own (errors translated, execute wrappers applied) and logged as Django logs."""
     import psycopg
+    from psycopg.types.datetime import TimestamptzLoader
 
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw = connection.connection
     with connection.wrap_database_errors:
-        cursor = connection.make_cursor(psycopg.Cursor(raw))
+        plain = psycopg.Cursor(raw)
+        if connection.timezone == dt_timezone.utc:
+            # psycopg's own timestamptz loader (in C with psycopg[binary]) instead of Django's Python
+            # subclass, which exists only to set another time zone than the session's (UTC here):
+            # the cohort list reads 150 timestamps a page and parsing them was a tenth of its time.
+            plain.adapters.register_loader("timestamptz", TimestamptzLoader)
+        cursor = connection.make_cursor(plain)
     previous = raw.prepare_threshold
     raw.prepare_threshold = 0  # this statement only: Django's queries keep the connection's setting
     started = time.monotonic()
@@ -151,6 +160,19 @@ def field_names(model, prefix: str = "", only: tuple = ()) -> list[str]:
 
 
 def instance(model, row: dict, prefix: str = "", only: tuple = (), *, using: str = DEFAULT_DB_ALIAS):
-    """A model instance from a row that holds :func:`field_names` (as the ORM would load it)."""
+    """A model instance from a row that holds :func:`field_names` (as the ORM would load it).
+
+    Model.__init__ sets each field through setattr and sends the init signals; with no receiver for
+    them the instance is the same when its attributes are written directly, for a fifth of the cost
+    (the cohort list builds 50 a page). A field left out of ``only`` is absent, which is what makes
+    Django treat it as deferred."""
     names = _attnames(model, tuple(only))
-    return model.from_db(using, names, [row[prefix + name] for name in names])
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return model.from_db(using, names, [row[prefix + name] for name in names])
+    made = model.__new__(model)
+    values = made.__dict__
+    for name in names:
+        values[name] = row[prefix + name]
+    made._state = ModelState()
+    made._state.adding, made._state.db = False, using
+    return made

@@ -137,6 +137,10 @@ class SyntheticImage(models.Model):
             ),
             models.UniqueConstraint(fields=["cohort", "index", "attempt"], name="unique_image_attempt_in_cohort"),
         ]
+        # A cohort's progress counts its images by status on every poll of the cohort list: with
+        # both columns in the index PostgreSQL counts from the index alone (bench/api.py: the
+        # list page's database time 2.2 → 1.1 ms at 50 cohorts of 40 images).
+        indexes = [models.Index(fields=["cohort", "status"], name="image_cohort_status")]
 
     def __str__(self):
         return f"{self.cohort_id}/{self.index}" + (f"#{self.attempt}" if self.attempt else "")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from . import engine, imaging, regions
+from . import engine, imaging, parallel, regions, vector_index
 
 STEP = 4096
 
@@ -49,11 +49,13 @@ def make(sources: np.ndarray, count: int, rng) -> np.ndarray:
     return out
 
 
-def build_index(directory: Path, train_real: list, calibration_set: list, n: int, rng, sources: list | None = None) -> dict:
+def build_index(directory: Path, train_real: list, calibration_set: list, n: int, rng, sources: list | None = None,
+                workers: int = 1) -> dict:
     """An index of ``n`` training images — ``train_real`` (normalised arrays) and distractors made
     from ``sources`` (default: ``train_real``) — calibrated on ``calibration_set``, written as :mod:`screening.index` lays it out but
     directly (decoding hundreds of thousands of files would measure the disk, not screening).
-    Returns the meta."""
+    ``workers`` > 1 makes and describes the distractors in that many processes (each chunk draws from
+    its own generator, seeded from ``rng``, so the index does not depend on ``workers``). Returns the meta."""
     import faiss
 
     directory = Path(directory)
@@ -63,26 +65,36 @@ def build_index(directory: Path, train_real: list, calibration_set: list, n: int
     verify = np.memmap(directory / "train_verify.u8", dtype=np.uint8, mode="w+", shape=(n, size, size))
     region[: len(train_real)] = np.stack([regions.stored_thumbnail(a) for a in train_real])
     verify[: len(train_real)] = np.stack([imaging.verification_thumbnail(a) for a in train_real])
-    for start in range(len(train_real), n, STEP):
-        stop = min(n, start + STEP)
-        made = make(sources, stop - start, rng)
-        region[start:stop] = made
-        verify[start:stop] = np.rint(made.astype(np.float32).reshape(-1, size, 2, size, 2).mean(axis=(2, 4)))
+    seed = int(rng.integers(0, 2 ** 63))
+
+    def made(start):
+        return make(sources, min(n, start + STEP) - start, np.random.default_rng([seed, start]))
+
+    starts = range(len(train_real), n, STEP)
+    for start, images in zip(starts, parallel.ordered_map(made, starts, workers=workers)):
+        region[start:start + len(images)] = images
+        verify[start:start + len(images)] = np.rint(
+            images.astype(np.float32).reshape(-1, size, 2, size, 2).mean(axis=(2, 4)))
     region.flush()
     verify.flush()
     vectors = np.empty((n, imaging.RETRIEVAL_CROP ** 2), np.float32)
     hashes = np.empty(n, np.uint64)
-    for start in range(0, n, STEP):
+
+    def described(start):
         chunk = np.asarray(verify[start:start + STEP])
-        vectors[start:start + len(chunk)] = [imaging.retrieval_vector(t) for t in chunk]
-        hashes[start:start + len(chunk)] = [imaging.perceptual_hash(t) for t in chunk]
+        return (np.stack([imaging.retrieval_vector(t) for t in chunk]),
+                np.array([imaging.perceptual_hash(t) for t in chunk], np.uint64))
+
+    for start, (chunk_vectors, chunk_hashes) in zip(range(0, n, STEP), parallel.ordered_map(described, range(0, n, STEP), workers=workers)):
+        vectors[start:start + len(chunk_vectors)] = chunk_vectors
+        hashes[start:start + len(chunk_hashes)] = chunk_hashes
     mean, components = engine.fit_pca(vectors)
-    index = faiss.IndexFlatIP(components.shape[0])
-    for start in range(0, n, 100_000):
-        index.add(engine.project(vectors[start:start + 100_000], mean, components))
+    projected = np.concatenate([engine.project(vectors[start:start + 100_000], mean, components)
+                                for start in range(0, n, 100_000)])
+    index = vector_index.image_index(projected)
     faiss.write_index(index, str(directory / "train_vectors.faiss"))
     np.savez(directory / "pca.npz", mean=mean, components=components)
-    del index
+    del index, projected
     # The canonical view: real for the real training images. The distractors keep their plain
     # descriptors (aligning 377,000 of them would take hours), which costs the search the same.
     template = np.asarray(verify[: len(train_real)], np.float32).mean(axis=0)
@@ -92,7 +104,7 @@ def build_index(directory: Path, train_real: list, calibration_set: list, n: int
     engine.write_canonical_index(directory, template, canonical)
     del vectors, canonical
     np.save(directory / "train_hashes.npy", hashes)
-    windows = regions.write_index(directory, region)
+    windows = regions.write_index(directory, region, workers=workers)
     (directory / "train_paths.json").write_text(json.dumps([f"distractor/{i}.png" for i in range(n)]))
     engine.write_subjects(directory, "train", [""] * n, [""] * n, ["none"] * n)  # each image its own patient
     np.save(directory / "holdout_verify.npy", np.stack([imaging.verification_thumbnail(a) for a in calibration_set]))

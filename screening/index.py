@@ -11,7 +11,8 @@ Layout of an index directory (written by :func:`build_index`, read by
   ``pXX/pXXXXXXXX/sXXXXXXXX/`` layout, or none: then the image is its own patient);
   ``*_subject_codes.npy`` — the same as integers (one per patient), for the patient-aware ratio.
 * ``train_verify.u8`` — N×64×64 uint8 verification thumbnails, memory-mapped (read only for candidates).
-* ``train_vectors.faiss`` — PCA-reduced, L2-normalised retrieval descriptors (faiss inner product).
+* ``train_vectors.faiss`` — PCA-reduced, L2-normalised retrieval descriptors (faiss inner product; an
+  inverted file at scale, see :mod:`screening.vector_index`).
 * ``train_hashes.npy`` — 64-bit perceptual hashes.
 * ``train_region.u8`` — N×128×128 uint8 thumbnails of the region stage (memory-mapped), with
   ``region_vectors.faiss``, ``region_pca.npz`` and ``region_owner.npy``: the window index of
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imaging, regions
+from . import imaging, regions, vector_index
 from .align import canonical_vector, mask_dark_border
 from .calibration import calibrate
 from .patients import read_subjects_csv, resolve_subjects, write_subjects
@@ -234,8 +235,7 @@ def write_canonical_index(directory: Path, template: np.ndarray, canonical: np.n
     mean, components = fit_pca(canonical)
     np.save(directory / "template.npy", np.asarray(template, np.float32))
     np.savez(directory / "pca_canonical.npz", mean=mean, components=components)
-    index = faiss.IndexFlatIP(components.shape[0])
-    index.add(project(canonical, mean, components))
+    index = vector_index.image_index(project(canonical, mean, components))
     faiss.write_index(index, str(directory / "train_canonical.faiss"))
 
 
@@ -297,12 +297,10 @@ def build_index(
     mean, components = fit_pca(train["vectors"])
     np.savez(directory / "pca.npz", mean=mean, components=components)
     train_vectors = project(train["vectors"], mean, components)
-    index = faiss.IndexFlatIP(train_vectors.shape[1])
-    index.add(train_vectors)
-    faiss.write_index(index, str(directory / "train_vectors.faiss"))
+    faiss.write_index(vector_index.image_index(train_vectors), str(directory / "train_vectors.faiss"))
     write_canonical_index(directory, train["template"], train["canonical"])
     train["verify"].tofile(directory / "train_verify.u8")
-    region_windows = regions.write_index(directory, train["region"])
+    region_windows = regions.write_index(directory, train["region"], workers=workers)
     np.save(directory / "train_hashes.npy", train["hashes"])
     report = {"train": _index_set(directory, "train", train_dir, train, table)}
     if train["stage_b"] is not None:

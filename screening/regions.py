@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy import fft as sfft
 
-from . import imaging
+from . import imaging, parallel, vector_index
 
 REGION_SIZE = 128
 # A copied region of a quarter of the image area with an aspect up to 4:3 is at least 55 pixels on
@@ -53,7 +53,6 @@ NEIGHBOURS = 6  # training windows retrieved per query window
 CANDIDATES = 10
 WINDOWS_VERIFIED = 4  # query windows correlated per candidate
 EXACT_SEARCH_LIMIT = 200_000  # windows (about 3,000 images); beyond, an approximate (inverted-file) index
-NPROBE = 16
 PQ_BYTES = 16
 SAMPLE_IMAGES = 20_000  # images whose windows fit the PCA (and the quantiser at scale)
 AGREEMENT_TILE = 16
@@ -239,10 +238,11 @@ def project(descriptors: np.ndarray, mean: np.ndarray, components: np.ndarray) -
                                 dtype=np.float32)
 
 
-def write_index(directory: Path, thumbnails: np.ndarray) -> int:
+def write_index(directory: Path, thumbnails: np.ndarray, workers: int = 1) -> int:
     """Write the region stage's files for the training thumbnails (N×128×128 uint8): the thumbnails
     themselves (memory-mapped at screening time), the PCA, the window index and each window's image.
-    Returns the number of windows indexed."""
+    ``workers`` > 1 describes the windows in that many processes (the index is the same). Returns
+    the number of windows indexed."""
     import faiss
 
     directory = Path(directory)
@@ -275,17 +275,20 @@ def write_index(directory: Path, thumbnails: np.ndarray) -> int:
     expected = len(sample) * count / max(1, len(sample_images))
     if expected > EXACT_SEARCH_LIMIT:
         # MIMIC scale (24 million windows): an inverted file of product-quantised vectors (16 bytes
-        # each) keeps the index near 0.6 GB and the search of the query's windows fast on one core.
-        nlist = int(np.sqrt(expected))
+        # each) keeps the index near 0.6 GB, and lists of a fixed size (screening.vector_index) keep
+        # the search of the query's windows as fast on one core at 377,000 images as at 20,000.
+        nlist = vector_index.region_lists(expected)
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, PQ_BYTES, 8, faiss.METRIC_INNER_PRODUCT)
-        index.train(project(sample[rng.choice(len(sample), min(len(sample), 30 * nlist), replace=False)],
-                            mean, components))
-        index.nprobe = NPROBE
+        # At least 10,000 points also for few lists: each 8-bit sub-quantiser fits 256 centroids.
+        training = min(len(sample), max(vector_index.TRAINING_PER_LIST * nlist, 10_000))
+        index.train(project(sample[rng.choice(len(sample), training, replace=False)], mean, components))
     else:
         index = faiss.IndexFlatIP(dim)
     owners = []
-    for first in range(0, count, 2048):
-        descriptors, owner = described(first, min(count, first + 2048))
+    firsts = range(0, count, 2048)
+    # In order: a window's id is its position in the index.
+    for descriptors, owner in parallel.ordered_map(described, firsts, [min(count, f + 2048) for f in firsts],
+                                                   workers=workers):
         if len(descriptors):
             index.add(project(descriptors, mean, components))
         owners.append(owner)
@@ -305,17 +308,11 @@ class RegionSearch:
                                     shape=(count, REGION_SIZE, REGION_SIZE))
         with np.load(directory / "region_pca.npz") as pca:
             self.mean, self.components = pca["mean"], pca["components"]
-        self.index = faiss.read_index(str(directory / "region_vectors.faiss"))
-        if hasattr(self.index, "nprobe"):
-            self.index.nprobe = NPROBE
+        self.index = vector_index.prepared(faiss.read_index(str(directory / "region_vectors.faiss")))
         self.owners = np.load(directory / "region_owner.npy")
 
     def resident_bytes(self) -> int:
-        if hasattr(self.index, "nlist"):  # IVF-PQ: a code and an id per window, and the coarse centroids
-            vectors = self.index.ntotal * (self.index.code_size + 8) + self.index.nlist * self.index.d * 4
-        else:
-            vectors = self.index.ntotal * self.index.d * 4
-        return int(vectors + self.owners.nbytes + self.components.nbytes)
+        return int(vector_index.resident_bytes(self.index) + self.owners.nbytes + self.components.nbytes)
 
     def candidates(self, thumb: np.ndarray) -> dict[int, list[tuple[float, tuple]]]:
         """Training images the query's windows vote for: image → [(similarity, query window)], best first."""

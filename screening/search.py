@@ -19,7 +19,7 @@ import numpy as np
 
 from cxr_platform.hashing import sha256_path as sha256_of
 
-from . import align, imaging, regions
+from . import align, imaging, regions, vector_index
 from .align import IDENTITY, VARIANTS, Match, apply_variant, canonical_vector, mask_dark_border
 
 # 4: the region stage (partial copies: screening.regions)
@@ -164,12 +164,12 @@ class Screener:
         self.train_verify = np.memmap(self.directory / "train_verify.u8", dtype=np.uint8, mode="r",
                                       shape=(count, size, size))
         self.train_hashes = np.load(self.directory / "train_hashes.npy")
-        self.faiss_index = faiss.read_index(str(self.directory / "train_vectors.faiss"))
+        self.faiss_index = vector_index.prepared(faiss.read_index(str(self.directory / "train_vectors.faiss")))
         with np.load(self.directory / "pca.npz") as pca:
             self.pca_mean, self.pca_components = pca["mean"], pca["components"]
         self.template = np.load(self.directory / "template.npy")
         self.template_grid = align.template_grid(self.template)
-        self.canonical_index = faiss.read_index(str(self.directory / "train_canonical.faiss"))
+        self.canonical_index = vector_index.prepared(faiss.read_index(str(self.directory / "train_canonical.faiss")))
         with np.load(self.directory / "pca_canonical.npz") as pca:
             self.canonical_mean, self.canonical_components = pca["mean"], pca["components"]
         self.train_subject_codes = np.load(self.directory / "train_subject_codes.npy")
@@ -203,9 +203,9 @@ class Screener:
 
     # -- memory accounting for the benchmark and the admin page
     def resident_bytes(self) -> int:
-        total = self.faiss_index.ntotal * self.faiss_index.d * 4 + self.train_hashes.nbytes
+        total = vector_index.resident_bytes(self.faiss_index) + self.train_hashes.nbytes
         total += self.pca_mean.nbytes + self.pca_components.nbytes + self.train_subject_codes.nbytes
-        total += self.canonical_index.ntotal * self.canonical_index.d * 4 + self.template.nbytes
+        total += vector_index.resident_bytes(self.canonical_index) + self.template.nbytes
         total += self.regions.resident_bytes()
         if self.stage_b_train is not None:
             total += self.stage_b_train.nbytes

@@ -61,6 +61,37 @@ def test_instances_built_from_rows_are_the_rows_the_orm_loads():
     assert partial.get_deferred_fields() and partial.first_name == "Ada"  # the rest loads on access
 
 
+def test_an_instance_has_the_attributes_and_state_the_orm_gives_it():
+    user = UserFactory(first_name="Ada")
+    row = PreparedQuery(lambda pk: User.objects.filter(pk=pk).values(*field_names(User)), pk=int).rows(pk=user.pk)[0]
+    built, loaded = instance(User, row), User.objects.get(pk=user.pk)
+    names = [field.attname for field in User._meta.concrete_fields]
+    assert {n: getattr(built, n) for n in names} == {n: getattr(loaded, n) for n in names}
+    assert (built._state.adding, built._state.db) == (loaded._state.adding, loaded._state.db)
+    assert built.get_deferred_fields() == set()
+    built.first_name = "Grace"
+    built.save(update_fields=["first_name"])
+    assert User.objects.get(pk=user.pk).first_name == "Grace"
+
+
+def test_init_signal_receivers_still_see_every_instance():
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.pk)
+
+    user = UserFactory()
+    post_init.connect(receiver, sender=User)
+    try:
+        row = PreparedQuery(lambda pk: User.objects.filter(pk=pk).values(*field_names(User)), pk=int).rows(pk=user.pk)[0]
+        assert instance(User, row).pk == user.pk
+    finally:
+        post_init.disconnect(receiver, sender=User)
+    assert seen == [user.pk]
+
+
 def test_a_parameter_the_sql_never_uses_is_refused():
     query = PreparedQuery(lambda pk, unused: User.objects.filter(pk=pk).values("pk"), pk=int, unused=int)
     with pytest.raises(ImproperlyConfigured, match="unused"):

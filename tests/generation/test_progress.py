@@ -37,3 +37,47 @@ def test_the_chart_compares_requested_and_generated_shares(researcher):
     assert charts["findings"]["pleural_effusion"]["requested"] == 50.0
     assert charts["findings"]["pleural_effusion"]["count"] == 2
     assert abs(sum(r["requested"] for r in charts["age"].values()) - 100.0) < 0.5  # rounded per band
+
+
+_COUNTS_ON_SQLITE = """
+import json
+from django.utils import timezone
+from generation import selectors
+from generation.models import Cohort, SyntheticImage
+from registry.demo import demo_generation_defaults
+from registry.models import ModelVersion
+from tests.factories import UserFactory
+
+version = ModelVersion.objects.create(name="m", version="1", directory="/nonexistent", defaults=demo_generation_defaults())
+owner = UserFactory()
+cohort = Cohort.objects.create(owner=owner, name="c", model_version=version, seed=1, size=8, status="running",
+                               submitted_at=timezone.now(), started_at=timezone.now())
+states = ["passed", "passed", "passed", "failed", "screening", "screening", "flagged", "pending"]
+SyntheticImage.objects.bulk_create(SyntheticImage(cohort=cohort, index=i, seed=i, prompt="p", status=s)
+                                   for i, s in enumerate(states))
+read = [selectors.CohortListing(owner)[0:10][0], selectors.cohort_list_of(owner)[0],
+        selectors.cohort_of(owner, cohort.pk, with_progress=True)]
+print(json.dumps([{k: selectors.cohort_progress(c)[k] for k in ("passed", "failed", "screening", "generating", "flagged")}
+                  for c in read]))
+"""
+
+
+def test_progress_is_counted_the_same_on_the_embedded_sqlite_database(tmp_path):
+    """The counts by status are one SQL expression per database vendor (JSON_GROUP_OBJECT on SQLite,
+    which `make run` uses): the list, the browser's list and the status read agree there too."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "PYTEST"))}
+    environment.update(DJANGO_ENV="development", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+                       CXR_VAR_DIR=str(tmp_path / "var"))
+    manage = [sys.executable, str(repo / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=environment, check=True, timeout=300, cwd=repo)
+    out = subprocess.run([*manage, "shell", "-c", _COUNTS_ON_SQLITE], env=environment, check=True, timeout=120,
+                         capture_output=True, text=True, cwd=repo)
+    expected = {"passed": 3, "failed": 1, "screening": 2, "generating": 0, "flagged": 1}
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [expected] * 3

@@ -111,7 +111,7 @@ def test_worker_processes_build_the_same_index(screening_split, tmp_path):
     engine.build_index(tmp_path / "one", train, holdout, progress=False, chunk=8)
     engine.build_index(tmp_path / "three", train, holdout, progress=False, chunk=8, workers=3)
     for name in ("train_verify.u8", "train_vectors.faiss", "train_canonical.faiss", "template.npy",
-                 "holdout_verify.npy", "holdout_vectors.npy"):
+                 "holdout_verify.npy", "holdout_vectors.npy", "region_vectors.faiss", "region_owner.npy"):
         assert (tmp_path / "three" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
 
 
@@ -187,3 +187,30 @@ def test_an_index_of_an_older_format_is_refused_with_the_command_that_rebuilds_i
     meta = json.loads((screening_index_dir / "meta.json").read_text())
     with pytest.raises(engine.IndexNotReady, match="rebuild it: `python manage.py build_screening_index"):
         engine.Screener(screening_index_dir, meta={**meta, "format": engine.FORMAT_VERSION - 1})
+
+
+def test_past_the_exact_size_whole_images_are_searched_in_an_inverted_file_that_still_finds_a_copy(
+        screening_split, tmp_path, monkeypatch):
+    """At MIMIC-CXR scale the whole-image descriptors go into an inverted file (screening.vector_index),
+    searched in a few of its lists: a re-encoded copy of a training image is still found and flagged."""
+    import faiss
+
+    from screening import vector_index
+
+    monkeypatch.setattr(vector_index, "EXACT_IMAGES", 4)  # this small training set takes the path of 377,000
+    monkeypatch.setattr(vector_index, "IMAGE_NPROBE", 3)  # ... and only a few of its lists are searched
+    train, holdout = screening_split
+    engine.build_index(tmp_path / "index", train, holdout, progress=False)
+    screener = engine.Screener(tmp_path / "index")
+    for index in (screener.faiss_index, screener.canonical_index):
+        assert isinstance(index, faiss.IndexIVFFlat) and index.nprobe == 3 < index.nlist
+    assert vector_index.resident_bytes(screener.faiss_index) > screener.faiss_index.ntotal * screener.faiss_index.d * 4
+    original = imaging.list_images(train)[7]
+    names = [screener.train_relative_path(i).rsplit("/", 1)[-1] for i in range(screener.meta["train_count"])]
+    position = names.index(original.name)
+    pixels = np.clip(np.rint(np.nan_to_num(imaging.load_gray(original), nan=0.0) * 255), 0, 255).astype(np.uint8)
+    encoded = io.BytesIO()
+    Image.fromarray(pixels).save(encoded, format="JPEG", quality=80)
+    analysis = screener.analyse(imaging.load_gray(Image.open(encoded)))
+    assert analysis.train_match.index == position
+    assert analysis.train_score >= screener.threshold
