@@ -101,8 +101,8 @@ def _own_cohorts_with_progress(owner_pk, fresh_since):
     progress (see _cohort_from)."""
     return (Cohort.objects.filter(owner=owner_pk).annotate(**_progress_annotations(fresh_since))
             .order_by("-created_at", "-pk")
-            .values(*field_names(Cohort, only=_COHORT_FIELDS), *field_names(ModelVersion, "model_version__", _VERSION_FIELDS),
-                    *_PROGRESS_NAMES))
+            .values(*field_names(Cohort, only=_COHORT_FIELDS),
+                    *field_names(ModelVersion, "model_version__", _VERSION_FIELDS), *_PROGRESS_NAMES))
 
 
 # Both compiled once per process: clients poll a cohort's status and the list, and building these

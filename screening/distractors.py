@@ -85,7 +85,8 @@ def build_index(directory: Path, train_real: list, calibration_set: list, n: int
         return (np.stack([imaging.retrieval_vector(t) for t in chunk]),
                 np.array([imaging.perceptual_hash(t) for t in chunk], np.uint64))
 
-    for start, (chunk_vectors, chunk_hashes) in zip(range(0, n, STEP), parallel.ordered_map(described, range(0, n, STEP), workers=workers)):
+    starts = range(0, n, STEP)
+    for start, (chunk_vectors, chunk_hashes) in zip(starts, parallel.ordered_map(described, starts, workers=workers)):
         vectors[start:start + len(chunk_vectors)] = chunk_vectors
         hashes[start:start + len(chunk_hashes)] = chunk_hashes
     mean, components = engine.fit_pca(vectors)

@@ -301,14 +301,12 @@ class RegionSearch:
     """The region stage of one index directory (see :func:`write_index`)."""
 
     def __init__(self, directory: str | Path, count: int):
-        import faiss
-
         directory = Path(directory)
         self.thumbnails = np.memmap(directory / "train_region.u8", dtype=np.uint8, mode="r",
                                     shape=(count, REGION_SIZE, REGION_SIZE))
         with np.load(directory / "region_pca.npz") as pca:
             self.mean, self.components = pca["mean"], pca["components"]
-        self.index = vector_index.prepared(faiss.read_index(str(directory / "region_vectors.faiss")))
+        self.index = vector_index.read(directory / "region_vectors.faiss")
         self.owners = np.load(directory / "region_owner.npy")
 
     def resident_bytes(self) -> int:

@@ -142,8 +142,6 @@ class Screener:
 
     def __init__(self, directory: str | Path, *, meta: dict | None = None, encoder: StageBEncoder | None = None,
                  calibrating: bool = False, variants=VARIANTS, robust: bool = True, regions_enabled: bool = True):
-        import faiss
-
         self.directory = Path(directory)
         if meta is None:
             meta_path = self.directory / "meta.json"
@@ -164,12 +162,12 @@ class Screener:
         self.train_verify = np.memmap(self.directory / "train_verify.u8", dtype=np.uint8, mode="r",
                                       shape=(count, size, size))
         self.train_hashes = np.load(self.directory / "train_hashes.npy")
-        self.faiss_index = vector_index.prepared(faiss.read_index(str(self.directory / "train_vectors.faiss")))
+        self.faiss_index = vector_index.read(self.directory / "train_vectors.faiss")
         with np.load(self.directory / "pca.npz") as pca:
             self.pca_mean, self.pca_components = pca["mean"], pca["components"]
         self.template = np.load(self.directory / "template.npy")
         self.template_grid = align.template_grid(self.template)
-        self.canonical_index = vector_index.prepared(faiss.read_index(str(self.directory / "train_canonical.faiss")))
+        self.canonical_index = vector_index.read(self.directory / "train_canonical.faiss")
         with np.load(self.directory / "pca_canonical.npz") as pca:
             self.canonical_mean, self.canonical_components = pca["mean"], pca["components"]
         self.train_subject_codes = np.load(self.directory / "train_subject_codes.npy")

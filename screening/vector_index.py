@@ -38,9 +38,8 @@ def image_index(vectors: np.ndarray, seed: int = 0):
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
         index.train(vectors[np.sort(rng.choice(count, min(count, 64 * nlist), replace=False))])
-    for start in range(0, count, 100_000):
-        index.add(vectors[start:start + 100_000])
-    return prepared(index)
+    index.add(vectors)
+    return index
 
 
 def region_lists(expected_windows: int) -> int:
@@ -48,23 +47,27 @@ def region_lists(expected_windows: int) -> int:
     return max(1, int(round(expected_windows / REGION_LIST_SIZE)))
 
 
-def prepared(index, nprobe: int | None = None):
-    """``index`` ready to search: its lists probed as this version does (an inverted file of whole-image
-    descriptors also maps ids to vectors, which the like-with-like comparison reconstructs)."""
+def read(path):
+    """The index at ``path``, ready to search: its lists probed as this version does (an inverted file
+    of whole-image descriptors also maps ids to vectors, which the like-with-like comparison
+    reconstructs)."""
     import faiss
 
-    if hasattr(index, "nprobe"):
-        index.nprobe = nprobe or (IMAGE_NPROBE if isinstance(index, faiss.IndexIVFFlat) else REGION_NPROBE)
-        index.nprobe = min(index.nprobe, index.nlist)
-        if isinstance(index, faiss.IndexIVFFlat):
-            index.make_direct_map()
+    index = faiss.read_index(str(path))
+    if isinstance(index, faiss.IndexIVFFlat):
+        index.nprobe = min(IMAGE_NPROBE, index.nlist)
+        index.make_direct_map()
+    elif hasattr(index, "nprobe"):
+        index.nprobe = min(REGION_NPROBE, index.nlist)
     return index
 
 
 def resident_bytes(index) -> int:
-    """What ``index`` holds in memory: vectors or codes, their ids, and the coarse centroids."""
+    """What ``index`` holds in memory: vectors or codes, their ids (and the direct map of an IVF-Flat
+    file), and the coarse centroids."""
+    import faiss
+
     if hasattr(index, "nlist"):
-        ids = 8 * index.ntotal
-        direct_map = 8 * index.ntotal if getattr(index, "direct_map", None) is not None and index.direct_map.type else 0
-        return int(index.ntotal * index.code_size + ids + direct_map + index.nlist * index.d * 4)
+        ids = 8 * index.ntotal * (2 if isinstance(index, faiss.IndexIVFFlat) else 1)
+        return int(index.ntotal * index.code_size + ids + index.nlist * index.d * 4)
     return int(index.ntotal * index.d * 4)
