@@ -12,11 +12,16 @@ What it does, all on loopback and all torn down afterwards:
 4. starts gunicorn (``--workers`` sync workers, as docs/foundation.md deploys it) on a free port and
    drives each endpoint open-loop at ``--rate`` requests/s for ``--seconds``: requests are sent on a
    fixed schedule whatever the server's speed, and latency counts from the scheduled time, so a slow
-   server's queueing shows in the tail instead of lowering the rate (no coordinated omission).
+   server's queueing shows in the tail instead of lowering the rate (no coordinated omission). The load
+   generator is one thread on non-blocking sockets, so it takes little of the cores it shares with the
+   server;
+5. reports the CPU time each request cost the server (gunicorn), PostgreSQL, the load generator and the
+   whole machine, so a run on another machine can be read against the cores it had.
 
-Bounded: at most ``--rate * --seconds`` requests per endpoint, each with a 10 s timeout; a request
-already 10 s behind its schedule counts as failed ("late") without being sent, so an overloaded
-server ends a run at most ~20 s after its schedule. Exit status 1 when any request failed.
+Bounded: at most ``--rate * --seconds`` requests per endpoint and MAX_IN_FLIGHT connections open; a
+request not answered 10 s after its scheduled time fails ("timeout"), one still waiting for a connection
+then fails unsent ("late"), so an overloaded server ends a run at most ~10 s after its schedule. Exit
+status 1 when any request failed (also a response cut short of its Content-Length).
 Cohorts and images are written with the ORM and the model version without weights: these endpoints
 read rows and never open a model file, and building the demo pipeline would take longer than the run.
 
@@ -29,20 +34,19 @@ import argparse
 import http.client
 import math
 import os
-import queue
+import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = 5  # cohorts at the first query count
-SENDERS = 48  # threads sending; enough that a slow response does not hold back the schedule
+MAX_IN_FLIGHT = 512  # open connections at most (the open-file limit is 1024)
 TIMEOUT_S = 10.0
 SAY = print
 
@@ -105,7 +109,10 @@ def main() -> int:
             ("status", [f"/api/v1/cohorts/{c.pk}" for c in cohorts]),
         ):
             alone = _one_at_a_time(port, paths, token, count=40)  # also warms the workers' connections
-            results[label] = {**_drive(port, paths, token, rate=args.rate, seconds=args.seconds), "alone": alone}
+            before = _cpu_snapshot(gunicorn)
+            driven = _drive(port, paths, token, rate=args.rate, seconds=args.seconds)
+            results[label] = {**driven, **_cpu_per_request(before, _cpu_snapshot(gunicorn), driven["requests"]),
+                              "alone": alone}
         _report(args, small, large, results, load_before)
         return 0 if all(r["errors"] == 0 for r in results.values()) else 1
     finally:
@@ -254,6 +261,35 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def _cpu_snapshot(gunicorn: subprocess.Popen) -> dict:
+    """CPU seconds so far of the server (gunicorn's master and workers), of PostgreSQL's processes,
+    and of the whole machine (busy, all cores), to say where the 2 cores went."""
+    import psutil
+
+    def used(process) -> float | None:
+        try:
+            times = process.cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return None
+
+    master = psutil.Process(gunicorn.pid)
+    server = {p.pid: used(p) for p in [master, *master.children(recursive=True)]}
+    database = {p.pid: used(p) for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")}
+    machine = psutil.cpu_times()
+    return {"server": server, "database": database, "busy": sum(machine) - machine.idle - machine.iowait}
+
+
+def _cpu_per_request(before: dict, after: dict, requests: int) -> dict:
+    def delta(kind):  # over the processes alive at both ends (connections are kept, so backends are)
+        return sum(after[kind][pid] - before[kind][pid] for pid in after[kind]
+                   if after[kind][pid] is not None and before[kind].get(pid) is not None)
+
+    per = 1000 / max(requests, 1)
+    return {"server_cpu_ms": delta("server") * per, "database_cpu_ms": delta("database") * per,
+            "machine_cpu_ms": (after["busy"] - before["busy"]) * per}
+
+
 # --- Driving the load ---------------------------------------------------------------------------------
 
 
@@ -275,75 +311,98 @@ def _one_at_a_time(port: int, paths: list[str], token: str, *, count: int) -> fl
 
 
 def _drive(port: int, paths: list[str], token: str, *, rate: float, seconds: float) -> dict:
-    """Send ``rate * seconds`` GETs on a fixed schedule, cycling through ``paths``."""
+    """Send ``rate * seconds`` GETs on a fixed schedule, cycling through ``paths``.
+
+    One thread and non-blocking sockets (as wrk does): a request is a few system calls here, so the
+    load generator takes little of the 2 cores it shares with the server (it reports what it took).
+    At most MAX_IN_FLIGHT connections are open; a request that waits for one still counts from its
+    scheduled time."""
     total = int(rate * seconds)
-    jobs: queue.Queue = queue.Queue()
+    requests = [_request_bytes(port, path, token) for path in paths]
+    selector = selectors.DefaultSelector()
     latencies: list[float] = []
     errors: list[str] = []
-    lock = threading.Lock()
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-
-    def sender():
-        connection = None
-        while True:
-            job = jobs.get()
-            if job is None:
-                break
-            due, path = job
-            if time.perf_counter() - due > TIMEOUT_S:
-                # Too late to mean anything: counted as a failure at its waiting time, not sent, so
-                # an overloaded server cannot stretch the run past its bound.
-                with lock:
-                    latencies.append(time.perf_counter() - due)
-                    errors.append("late")
-                continue
-            try:
-                if connection is None:
-                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
-                connection.request("GET", path, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                status = response.status
-                if response.will_close:  # gunicorn's sync workers answer one request per connection
-                    connection.close()
-                    connection = None
-            except OSError as exc:
-                status = type(exc).__name__
-                if connection is not None:
-                    connection.close()
-                connection = None
-            elapsed = time.perf_counter() - due
-            with lock:
-                latencies.append(elapsed)
-                if status != 200:
-                    errors.append(str(status))
-
-    threads = [threading.Thread(target=sender, daemon=True) for _ in range(SENDERS)]
-    for thread in threads:
-        thread.start()
+    in_flight: dict = {}  # socket -> [due, unsent bytes, received chunks]
+    sent = 0
+    cpu_before = time.process_time()
     start = time.perf_counter() + 0.05
-    for i in range(total):
-        due = start + i / rate
-        pause = due - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        jobs.put((due, paths[i % len(paths)]))
-    for _ in threads:
-        jobs.put(None)
-    deadline = time.perf_counter() + 2 * TIMEOUT_S
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.perf_counter()))
+
+    def finish(sock, outcome: str | None) -> None:
+        due, _, chunks = in_flight.pop(sock)
+        selector.unregister(sock)
+        sock.close()
+        latencies.append(time.perf_counter() - due)
+        if outcome is None:
+            outcome = _check_response(b"".join(chunks))
+        if outcome != "200":
+            errors.append(outcome)
+
+    while sent < total or in_flight:
+        now = time.perf_counter()
+        while sent < total and len(in_flight) < MAX_IN_FLIGHT and start + sent / rate <= now:
+            due = start + sent / rate
+            data = requests[sent % len(requests)]
+            sent += 1
+            if now - due > TIMEOUT_S:  # waited too long for a connection: failed, not sent
+                latencies.append(now - due)
+                errors.append("late")
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            in_flight[sock] = [due, data, []]
+            selector.register(sock, selectors.EVENT_WRITE)
+        for sock in [s for s, (due, _, _) in in_flight.items() if now - due > TIMEOUT_S]:
+            finish(sock, "timeout")
+        wait = 0.05
+        if sent < total and len(in_flight) < MAX_IN_FLIGHT:
+            wait = min(wait, max(0.0, start + sent / rate - time.perf_counter()))
+        for key, _ in selector.select(timeout=wait):
+            sock = key.fileobj
+            state = in_flight[sock]
+            try:
+                if state[1]:
+                    state[1] = state[1][sock.send(state[1]):]
+                    if not state[1]:
+                        selector.modify(sock, selectors.EVENT_READ)
+                    continue
+                chunk = sock.recv(262144)
+            except OSError as exc:
+                finish(sock, type(exc).__name__)
+                continue
+            if chunk:
+                state[2].append(chunk)
+            else:  # gunicorn's sync workers close the connection after each response
+                finish(sock, None)
     wall = time.perf_counter() - start
-    with lock:
-        unfinished = total - len(latencies)
-        errors += ["unfinished"] * unfinished
-        ordered = sorted(latencies + [wall] * unfinished)
+    cpu = time.process_time() - cpu_before
+    selector.close()
+    ordered = sorted(latencies)
     return {
         "requests": total, "wall": wall, "errors": len(errors), "error_kinds": sorted(set(errors))[:5],
-        "served_per_s": (total - len(errors)) / wall,
+        "served_per_s": (total - len(errors)) / wall, "generator_cpu_ms": 1000 * cpu / max(total, 1),
         "p50": _percentile(ordered, 50), "p95": _percentile(ordered, 95), "p99": _percentile(ordered, 99),
         "max": ordered[-1],
     }
+
+
+def _request_bytes(port: int, path: str, token: str) -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Accept: application/json\r\nConnection: close\r\n\r\n").encode()
+
+
+def _check_response(raw: bytes) -> str:
+    """"200" for a complete 200 response (its body as long as Content-Length says), else what was wrong."""
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    if not separator:
+        return "incomplete"
+    lines = head.split(b"\r\n")
+    status = lines[0].split(b" ", 2)[1].decode() if len(lines[0].split(b" ")) > 1 else "malformed"
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and int(value) != len(body):
+            return "truncated"
+    return status
 
 
 def _percentile(ordered: list[float], p: float) -> float:
@@ -363,6 +422,12 @@ def _report(args, small: dict, large: dict, results: dict, load_before: float) -
         SAY(f"{label:<8} {r['alone'] * 1000:>8.1f} {r['requests']:>8} {r['served_per_s']:>8.1f} {r['errors']:>6} "
             f"{r['p50'] * 1000:>7.1f} {r['p95'] * 1000:>7.1f} {r['p99'] * 1000:>7.1f} {r['max'] * 1000:>7.1f}  "
             f"{small[label]} -> {large[label]}" + (f"  errors: {', '.join(r['error_kinds'])}" if r["errors"] else ""))
+    SAY(f"\nCPU per request at {args.rate:.0f} requests/s (ms; all processes of each kind; {os.cpu_count()} cores give "
+        f"{os.cpu_count() * 1000 / args.rate:.1f} ms per request at this rate):")
+    SAY(f"{'endpoint':<8} {'server':>7} {'database':>8} {'load gen':>8} {'machine':>8}")
+    for label, r in results.items():
+        SAY(f"{label:<8} {r['server_cpu_ms']:>7.2f} {r['database_cpu_ms']:>8.2f} {r['generator_cpu_ms']:>8.2f} "
+            f"{r['machine_cpu_ms']:>8.2f}")
     for label in results:
         verdict = "constant (no N+1)" if small[label] == large[label] else "GROWS WITH THE COHORTS (N+1)"
         SAY(f"{label}: {verdict}; p99 {'<' if results[label]['p99'] < 0.1 else '>='} 100 ms target")

@@ -15,6 +15,7 @@ calibrated on part of those other patients and the false positives counted on th
 ``--index DIR`` keeps the built index in DIR and reuses it on the next run with the same ``--n``
 (building 377,000 images takes about an hour and a half on one core; screening it takes minutes).
 ``--build-workers`` builds with that many processes; screening is always timed on one core.
+``--recalibrate`` calibrates a reused index again, as a build would with the code that runs now.
 """
 
 import argparse
@@ -65,6 +66,8 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=24, help="near-copies screened (half whole-image, half partial)")
     parser.add_argument("--index", type=Path, help="keep the index here and reuse it when it has --n images")
     parser.add_argument("--build-workers", type=int, default=1, help="processes that build the index")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="calibrate a reused index again (after a change to how images are scored)")
     args = parser.parse_args()
     import faiss
     import psutil
@@ -81,6 +84,11 @@ def main() -> int:
             train_real, _, others = real_images()
             others = others[len(others) // 2:]
             print(f"reusing the index of {args.n:,} images in {directory}")
+            if args.recalibrate:
+                meta = json.loads((directory / "meta.json").read_text())
+                meta["calibration"] = engine.calibrate(directory, meta, progress=False)
+                (directory / "meta.json").write_text(json.dumps(meta))
+                print("calibrated it again with this code")
         else:
             started = time.perf_counter()
             train_real, others = build(directory, args.n, rng, args.build_workers)

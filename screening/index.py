@@ -15,8 +15,9 @@ Layout of an index directory (written by :func:`build_index`, read by
   inverted file at scale, see :mod:`screening.vector_index`).
 * ``train_hashes.npy`` — 64-bit perceptual hashes.
 * ``train_region.u8`` — N×128×128 uint8 thumbnails of the region stage (memory-mapped), with
-  ``region_vectors.faiss``, ``region_pca.npz`` and ``region_owner.npy``: the window index of
-  :mod:`screening.regions` (partial copies); ``holdout_region.npy`` for its calibration.
+  ``region_vectors.faiss``, ``region_pca.npz``, ``region_owner.npy`` and ``region_cell.npy`` (each
+  window's image and place in it): the window index of :mod:`screening.regions` (partial copies);
+  ``holdout_region.npy`` for its calibration.
 * ``pca.npz`` — the PCA fitted on the training thumbnails.
 * ``template.npy`` — the mean training thumbnail (of the first chunk): the common frame of the
   canonical view, and the reference of the polarity/orientation prior.

@@ -9,11 +9,15 @@ This stage works on 128×128 thumbnails (four times the pixels of the whole-imag
 * **Index** — every training thumbnail is cut into WINDOW×WINDOW windows on a TRAIN_STRIDE grid
   (64 per image). A window is described by its 8×8 block means, standardised (so brightness,
   contrast and gamma change little), reduced by PCA and kept in a faiss inner-product index; each
-  vector remembers its image (``region_owner.npy``).
+  vector remembers its image (``region_owner.npy``) and its place in it (``region_cell.npy``).
 * **Query** — the screened image's windows on a finer QUERY_STRIDE grid (529 of them) are searched.
   A copied region of at least a quarter of the image area (e.g. 64×64 of 128×128, or 55×74) always
   contains a whole training window, and some query window lies within QUERY_STRIDE/2 pixels of it,
-  whatever the region's position in either image, so its descriptor is found.
+  whatever the region's position in either image, so its descriptor is found. Candidates are the
+  images with the most similar windows, and the images with the most query windows that agree on one
+  displacement (a copied region moves as a whole; chance look-alikes among millions of windows
+  scatter): at 377,000 images, look-alikes of single windows outranked the originals of two quarter-
+  area copies of 12, which the agreeing windows ranked first.
 * **Verification** — the training images the windows vote for are checked by normalised cross-
   correlation of the best query windows at every position in the candidate (a locally aligned
   match, by FFT), and the match is grown: the share of the query's area where the two images agree
@@ -45,12 +49,14 @@ BLOCK = WINDOW // 8  # 8×8 block means per window
 REGION_PCA_DIM = 32
 MIN_SPREAD = 6.0  # windows flatter than this (0–255 scale) carry no pattern to match: not used
 NEIGHBOURS = 6  # training windows retrieved per query window
+DISPLACEMENT_BIN = 8  # pixels: query windows vote for (image, displacement) in bins this wide, ±1 bin
 # Training images verified, ranked by their best window similarity. The true original of a quarter-
 # image copy ranked as low as 7th on the 60 public images. Verifying 10 instead of 5 raised the
 # highest held-out patient's score from 0.52 to 0.58 while straight edges counted as agreement; with
 # structured_tiles it stays at 0.48 for 10 or 20. Each candidate's FFT (of a fast size) is shared by
 # its windows (_NccPlan), so 10 candidates take less time than 5 did before.
-CANDIDATES = 10
+CANDIDATES = 10  # verified: the images with the most similar single windows ...
+CONSISTENT_CANDIDATES = 5  # ... and those with the most windows agreeing on a displacement
 WINDOWS_VERIFIED = 4  # query windows correlated per candidate
 EXACT_SEARCH_LIMIT = 200_000  # windows (about 3,000 images); beyond, an approximate (inverted-file) index
 PQ_BYTES = 16
@@ -130,6 +136,47 @@ def window_descriptors(thumb: np.ndarray, stride: int) -> tuple[np.ndarray, np.n
     blocks = blocks[keep]
     descriptors = (blocks - blocks.mean(axis=1, keepdims=True)) / np.maximum(spread[keep][:, None], 1e-6)
     return np.stack([rows[keep], cols[keep]], axis=1), descriptors.astype(np.float32)
+
+
+_TRAIN_STARTS = np.arange(0, REGION_SIZE - WINDOW + 1, TRAIN_STRIDE)  # a training window's rows and columns
+
+
+def train_cell(positions: np.ndarray) -> np.ndarray:
+    """The grid cell (one byte) of each training window's (row, column): row index × grid width + column index."""
+    positions = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
+    return (positions[:, 0] // TRAIN_STRIDE * len(_TRAIN_STARTS) + positions[:, 1] // TRAIN_STRIDE).astype(np.uint8)
+
+
+def cell_position(cells: np.ndarray) -> np.ndarray:
+    """(row, column) of training windows from their cells (the inverse of :func:`train_cell`)."""
+    cells = np.asarray(cells, dtype=np.int64)
+    return np.stack([_TRAIN_STARTS[cells // len(_TRAIN_STARTS)], _TRAIN_STARTS[cells % len(_TRAIN_STARTS)]], axis=-1)
+
+
+def consistent_votes(query_positions: np.ndarray, rows: np.ndarray, owners: np.ndarray,
+                     train_positions: np.ndarray) -> dict[int, tuple[int, np.ndarray]]:
+    """Per training image, the most query windows that agree on one displacement: each hit (query window
+    ``rows[h]`` at ``query_positions[rows[h]]`` matched a window of image ``owners[h]`` at
+    ``train_positions[h]``) votes for its displacement's bin of DISPLACEMENT_BIN pixels and the 8 around
+    it (the nearest training window lies up to TRAIN_STRIDE/2 off the copy's true displacement); a query
+    window counts once per bin. Returns image → (votes, the query windows that gave them)."""
+    if not len(rows):
+        return {}
+    shift = (np.asarray(train_positions) - np.asarray(query_positions)[rows]) // DISPLACEMENT_BIN
+    span = 2 * (REGION_SIZE // DISPLACEMENT_BIN + 2)  # displacement bins fit in [0, span) once offset
+    around = np.array([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)])
+    bins = (shift[:, None, :] + around[None] + span // 2)  # hits × 9 × 2
+    keys = ((np.repeat(owners, 9).astype(np.int64) * span + bins[..., 0].ravel()) * span + bins[..., 1].ravel())
+    votes = np.unique(keys * (len(query_positions) + 1) + np.repeat(rows, 9))  # one vote per window and bin
+    voted_keys = votes // (len(query_positions) + 1)
+    keys, starts, counts = np.unique(voted_keys, return_index=True, return_counts=True)
+    result: dict[int, tuple[int, np.ndarray]] = {}
+    for position in np.argsort(-counts, kind="stable"):
+        owner = int(keys[position] // (span * span))
+        if owner not in result:  # the image's best bin (the largest count comes first)
+            first = starts[position]
+            result[owner] = (int(counts[position]), votes[first: first + counts[position]] % (len(query_positions) + 1))
+    return result
 
 
 class _NccPlan:
@@ -253,13 +300,15 @@ def write_index(directory: Path, thumbnails: np.ndarray, workers: int = 1) -> in
         np.asarray(thumbnails, dtype=np.uint8).tofile(directory / "train_region.u8")
 
     def described(first: int, last: int):
-        owners, parts = [], []
+        owners, parts, cells = [], [], []
         for i in range(first, last):
-            _, d = window_descriptors(np.asarray(thumbnails[i], dtype=np.float64), TRAIN_STRIDE)
+            positions, d = window_descriptors(np.asarray(thumbnails[i], dtype=np.float64), TRAIN_STRIDE)
             parts.append(d)
             owners.append(np.full(len(d), i, dtype=np.int32))
+            cells.append(train_cell(positions))
         return (np.concatenate(parts) if parts else np.zeros((0, 64), np.float32),
-                np.concatenate(owners) if owners else np.zeros(0, np.int32))
+                np.concatenate(owners) if owners else np.zeros(0, np.int32),
+                np.concatenate(cells) if cells else np.zeros(0, np.uint8))
 
     # The PCA (and, at scale, the coarse quantiser) are fitted on a sample of images, then every
     # image's windows are described and added chunk by chunk: the 24 million windows of MIMIC-CXR
@@ -284,16 +333,18 @@ def write_index(directory: Path, thumbnails: np.ndarray, workers: int = 1) -> in
         index.train(project(sample[rng.choice(len(sample), training, replace=False)], mean, components))
     else:
         index = faiss.IndexFlatIP(dim)
-    owners = []
+    owners, cells = [], []
     firsts = range(0, count, 2048)
     # In order: a window's id is its position in the index.
-    for descriptors, owner in parallel.ordered_map(described, firsts, [min(count, f + 2048) for f in firsts],
-                                                   workers=workers):
+    for descriptors, owner, cell in parallel.ordered_map(described, firsts, [min(count, f + 2048) for f in firsts],
+                                                         workers=workers):
         if len(descriptors):
             index.add(project(descriptors, mean, components))
         owners.append(owner)
+        cells.append(cell)
     faiss.write_index(index, str(directory / "region_vectors.faiss"))
     np.save(directory / "region_owner.npy", np.concatenate(owners))
+    np.save(directory / "region_cell.npy", np.concatenate(cells))
     return int(index.ntotal)
 
 
@@ -308,12 +359,16 @@ class RegionSearch:
             self.mean, self.components = pca["mean"], pca["components"]
         self.index = vector_index.read(directory / "region_vectors.faiss")
         self.owners = np.load(directory / "region_owner.npy")
+        self.cells = np.load(directory / "region_cell.npy")
 
     def resident_bytes(self) -> int:
-        return int(vector_index.resident_bytes(self.index) + self.owners.nbytes + self.components.nbytes)
+        return int(vector_index.resident_bytes(self.index) + self.owners.nbytes + self.cells.nbytes
+                   + self.components.nbytes)
 
     def candidates(self, thumb: np.ndarray) -> dict[int, list[tuple[float, tuple]]]:
-        """Training images the query's windows vote for: image → [(similarity, query window)], best first."""
+        """Training images to verify, each with its query windows: image → [(similarity, query window)],
+        best first. The CANDIDATES images with the most similar single window, and the
+        CONSISTENT_CANDIDATES with the most windows agreeing on a displacement (with those windows)."""
         positions, descriptors = window_descriptors(thumb, QUERY_STRIDE)
         if not len(descriptors):
             return {}
@@ -330,7 +385,15 @@ class RegionSearch:
                 if float(s) > windows.get(window, -2.0):
                     windows[window] = float(s)
         ranked = sorted(votes, key=lambda o: -max(votes[o].values()))[:CANDIDATES]
-        return {o: sorted(((s, w) for w, s in votes[o].items()), reverse=True) for o in ranked}
+        chosen = {o: sorted(((s, w) for w, s in votes[o].items()), reverse=True) for o in ranked}
+        rows, columns = np.nonzero(ids >= 0)
+        hits = ids[rows, columns]
+        agreeing = consistent_votes(positions, rows, self.owners[hits], cell_position(self.cells[hits]))
+        for owner in sorted(agreeing, key=lambda o: -agreeing[o][0])[:CONSISTENT_CANDIDATES]:
+            if owner not in chosen:
+                windows = {(int(positions[r, 0]), int(positions[r, 1])) for r in agreeing[owner][1]}
+                chosen[owner] = sorted(((s, w) for w, s in votes[owner].items() if w in windows), reverse=True)
+        return chosen
 
     def analyse(self, thumb: np.ndarray, also: tuple = ()) -> RegionMatch | None:
         """The best region match of a 128×128 query thumbnail (0–255, NaN = padding). ``also``: more
@@ -340,18 +403,18 @@ class RegionSearch:
         thumb = np.asarray(thumb, dtype=np.float64)
         query = detail(thumb)
         structured = structured_tiles(query)
-        voted = self.candidates(thumb)
-        spread = [(0.0, (r, c)) for r in range(0, REGION_SIZE - WINDOW + 1, 40) for c in range(0, REGION_SIZE - WINDOW + 1, 40)
+        verified = {owner: [w for _, w in windows[:WINDOWS_VERIFIED]] for owner, windows in self.candidates(thumb).items()}
+        spread = [(r, c) for r in range(0, REGION_SIZE - WINDOW + 1, 40) for c in range(0, REGION_SIZE - WINDOW + 1, 40)
                   if not np.isnan(thumb[r:r + WINDOW, c:c + WINDOW]).any()]
         for owner in also:
-            if int(owner) not in voted:
-                voted[int(owner)] = spread
+            windows = verified.setdefault(int(owner), [])
+            windows += [w for w in spread if w not in windows]
         best = None
-        for owner, windows in voted.items():
+        for owner, windows in verified.items():
             candidate = detail(np.asarray(self.thumbnails[owner], dtype=np.float64))
             plan = _NccPlan(candidate)
             found = None
-            for _, (r, c) in windows[:WINDOWS_VERIFIED] if windows is not spread else windows:
+            for r, c in windows:
                 ncc = plan(query[r:r + WINDOW, c:c + WINDOW])
                 arg = int(ncc.argmax())
                 if found is None or float(ncc.flat[arg]) > found[0]:

@@ -22,10 +22,11 @@ from cxr_platform.hashing import sha256_path as sha256_of
 from . import align, imaging, regions, vector_index
 from .align import IDENTITY, VARIANTS, Match, apply_variant, canonical_vector, mask_dark_border
 
+# 5: each region window's place in its image (region_cell.npy), for displacement-consistent votes
 # 4: the region stage (partial copies: screening.regions)
 # 3: patient (subject) and study identifiers per image, a patient-aware ratio, polarity/orientation
 #    variants and occlusion-robust scores (2: centre descriptors and the canonical view)
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 REBUILD_COMMAND = "python manage.py build_screening_index --model-version <id|name:version> --train DIR --holdout DIR"
 RETRIEVE_K = 20  # training candidates verified per image
 CANONICAL_K = 5  # more candidates: the nearest in the canonical view

@@ -111,7 +111,8 @@ def test_worker_processes_build_the_same_index(screening_split, tmp_path):
     engine.build_index(tmp_path / "one", train, holdout, progress=False, chunk=8)
     engine.build_index(tmp_path / "three", train, holdout, progress=False, chunk=8, workers=3)
     for name in ("train_verify.u8", "train_vectors.faiss", "train_canonical.faiss", "template.npy",
-                 "holdout_verify.npy", "holdout_vectors.npy", "region_vectors.faiss", "region_owner.npy"):
+                 "holdout_verify.npy", "holdout_vectors.npy", "region_vectors.faiss", "region_owner.npy",
+                 "region_cell.npy"):
         assert (tmp_path / "three" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
 
 

@@ -135,3 +135,53 @@ def test_a_straight_edge_that_two_radiographs_share_is_not_a_copied_area():
     texture = regions.detail(rng.normal(128, 30, edge.shape))
     assert regions.structured_tiles(texture).mean() > 0.9
     assert regions.agreement_area(texture, texture, (0, 0)) > 0.9
+
+
+def test_windows_that_agree_on_one_displacement_outvote_more_numerous_scattered_look_alikes():
+    """A copied region moves as a whole: its windows match the original's at one displacement. Chance
+    look-alikes among millions of windows match anywhere. Hits made up here with numpy: image 7 gets
+    10 query windows at displacement (+20, -30) give or take the training grid's half step, image 3
+    gets 40 hits at random displacements."""
+    from screening import regions
+
+    rng = np.random.default_rng(0)
+    query_positions = np.stack(np.meshgrid(np.arange(0, 89, 4), np.arange(0, 89, 4), indexing="ij"), -1).reshape(-1, 2)
+    inside = np.nonzero(((query_positions + (20, -30) >= 0) & (query_positions + (20, -30) <= 88)).all(1))[0]
+    copied = rng.choice(inside, 10, replace=False)
+    scattered = rng.choice(len(query_positions), 40)
+    rows = np.concatenate([copied, scattered])
+    owners = np.array([7] * len(copied) + [3] * len(scattered))
+    near = np.clip(query_positions[copied] + (20, -30) + rng.integers(-5, 6, (len(copied), 2)), 0, 84)
+    train_positions = np.concatenate([near // 12 * 12, rng.integers(0, 8, (len(scattered), 2)) * 12])
+
+    votes = regions.consistent_votes(query_positions, rows, owners, train_positions)
+
+    assert votes[7][0] == len(copied) and set(votes[7][1]) == set(copied)
+    assert votes[3][0] < len(copied) / 2
+
+
+def test_a_training_windows_cell_gives_back_its_position():
+    from screening import regions
+
+    starts = np.arange(0, regions.REGION_SIZE - regions.WINDOW + 1, regions.TRAIN_STRIDE)
+    positions = np.stack(np.meshgrid(starts, starts, indexing="ij"), -1).reshape(-1, 2)
+    cells = regions.train_cell(positions)
+    assert len(set(cells.tolist())) == len(positions)
+    assert (regions.cell_position(cells) == positions).all()
+
+
+def test_the_displacement_vote_alone_finds_a_copied_region(screening_split, tmp_path, monkeypatch):
+    """With the most-similar-window candidates switched off, the windows agreeing on a displacement
+    still bring the original to verification; with both off nothing is found."""
+    from screening import regions
+
+    train = [_image(screening_split[0], i) for i in range(len(imaging.list_images(screening_split[0])))]
+    regions.write_index(tmp_path, np.stack([regions.stored_thumbnail(a) for a in train]))
+    search = regions.RegionSearch(tmp_path, len(train))
+    copy = regions.region_thumbnail(_as_png(_paste(train[6], _image(screening_split[1], 2), 0.3, (0.5, 0.3),
+                                                   (0.1, 0.9))))
+    monkeypatch.setattr(regions, "CANDIDATES", 0)
+    match = search.analyse(copy)
+    assert match is not None and match.index == 6 and match.area >= 0.1
+    monkeypatch.setattr(regions, "CONSISTENT_CANDIDATES", 0)
+    assert search.analyse(copy) is None
