@@ -154,13 +154,14 @@ def cell_position(cells: np.ndarray) -> np.ndarray:
 
 
 def consistent_votes(query_positions: np.ndarray, rows: np.ndarray, owners: np.ndarray,
-                     train_positions: np.ndarray) -> dict[int, tuple[int, np.ndarray]]:
+                     train_positions: np.ndarray, limit: int | None = None) -> dict[int, tuple[int, np.ndarray]]:
     """Per training image, the most query windows that agree on one displacement: each hit (query window
     ``rows[h]`` at ``query_positions[rows[h]]`` matched a window of image ``owners[h]`` at
     ``train_positions[h]``) votes for its displacement's bin of DISPLACEMENT_BIN pixels and the 8 around
     it (the nearest training window lies up to TRAIN_STRIDE/2 off the copy's true displacement); a query
-    window counts once per bin. Returns image → (votes, the query windows that gave them)."""
-    if not len(rows):
+    window counts once per bin. Returns image → (votes, the query windows that gave them), for the
+    ``limit`` images with the most votes (all by default), most votes first."""
+    if not len(rows) or limit == 0:
         return {}
     shift = (np.asarray(train_positions) - np.asarray(query_positions)[rows]) // DISPLACEMENT_BIN
     span = 2 * (REGION_SIZE // DISPLACEMENT_BIN + 2)  # displacement bins fit in [0, span) once offset
@@ -170,13 +171,12 @@ def consistent_votes(query_positions: np.ndarray, rows: np.ndarray, owners: np.n
     votes = np.unique(keys * (len(query_positions) + 1) + np.repeat(rows, 9))  # one vote per window and bin
     voted_keys = votes // (len(query_positions) + 1)
     keys, starts, counts = np.unique(voted_keys, return_index=True, return_counts=True)
-    result: dict[int, tuple[int, np.ndarray]] = {}
-    for position in np.argsort(-counts, kind="stable"):
-        owner = int(keys[position] // (span * span))
-        if owner not in result:  # the image's best bin (the largest count comes first)
-            first = starts[position]
-            result[owner] = (int(counts[position]), votes[first: first + counts[position]] % (len(query_positions) + 1))
-    return result
+    image = keys // (span * span)
+    order = np.lexsort((-counts, image))  # by image, its fullest bin first
+    best = order[np.r_[True, image[order][1:] != image[order][:-1]]]
+    best = best[np.argsort(-counts[best], kind="stable")][:limit]
+    return {int(image[b]): (int(counts[b]), votes[starts[b]: starts[b] + counts[b]] % (len(query_positions) + 1))
+            for b in best}
 
 
 class _NccPlan:
@@ -388,8 +388,9 @@ class RegionSearch:
         chosen = {o: sorted(((s, w) for w, s in votes[o].items()), reverse=True) for o in ranked}
         rows, columns = np.nonzero(ids >= 0)
         hits = ids[rows, columns]
-        agreeing = consistent_votes(positions, rows, self.owners[hits], cell_position(self.cells[hits]))
-        for owner in sorted(agreeing, key=lambda o: -agreeing[o][0])[:CONSISTENT_CANDIDATES]:
+        agreeing = consistent_votes(positions, rows, self.owners[hits], cell_position(self.cells[hits]),
+                                    limit=CONSISTENT_CANDIDATES)
+        for owner in agreeing:
             if owner not in chosen:
                 windows = {(int(positions[r, 0]), int(positions[r, 1])) for r in agreeing[owner][1]}
                 chosen[owner] = sorted(((s, w) for w, s in votes[owner].items() if w in windows), reverse=True)
