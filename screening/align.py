@@ -248,16 +248,15 @@ def verify_candidates(query: np.ndarray, candidates: np.ndarray, groups=None, re
 
     # Only shifts |d| <= r are kept: the inverse FFT runs down the columns, keeps those rows, and then
     # along those rows only (the same numbers as a full inverse FFT cut to the window, in 3/4 of the time).
-    rows = np.r_[0: r + 1, size - r: size]
-    columns = np.r_[0: r + 1, size - r: size]
+    kept = np.r_[0: r + 1, size - r: size]  # the shifts 0..r, then -r..-1, on either axis
     products = np.empty((3, *cf.shape), dtype=np.result_type(cf.dtype, np.complex64))
 
     def correlations(fa, fm):  # [a ⋆ c, mask ⋆ c, mask ⋆ c²] at the kept shifts: values[..., dy, dx]
         np.multiply(fa[None], cf, out=products[0])
         np.multiply(fm[None], cf, out=products[1])
         np.multiply(fm[None], cf2, out=products[2])
-        down = sfft.ifft(products, axis=-2, workers=1)[..., rows, :]
-        return sfft.irfft(down, n=size, axis=-1, workers=1)[..., columns]
+        down = sfft.ifft(products, axis=-2, workers=1)[..., kept, :]
+        return sfft.irfft(down, n=size, axis=-1, workers=1)[..., kept]
 
     for flipped in orientations:
         q = np.ascontiguousarray(query[:, ::-1] if flipped else query, dtype=np.float64)

@@ -168,15 +168,14 @@ def consistent_votes(query_positions: np.ndarray, rows: np.ndarray, owners: np.n
     around = np.array([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)])
     bins = (shift[:, None, :] + around[None] + span // 2)  # hits × 9 × 2
     keys = ((np.repeat(owners, 9).astype(np.int64) * span + bins[..., 0].ravel()) * span + bins[..., 1].ravel())
-    votes = np.unique(keys * (len(query_positions) + 1) + np.repeat(rows, 9))  # one vote per window and bin
-    voted_keys = votes // (len(query_positions) + 1)
-    keys, starts, counts = np.unique(voted_keys, return_index=True, return_counts=True)
+    radix = len(query_positions) + 1  # (bin key, query window) packed into one integer
+    votes = np.unique(keys * radix + np.repeat(rows, 9))  # one vote per window and bin
+    keys, starts, counts = np.unique(votes // radix, return_index=True, return_counts=True)
     image = keys // (span * span)
     order = np.lexsort((-counts, image))  # by image, its fullest bin first
     best = order[np.r_[True, image[order][1:] != image[order][:-1]]]
     best = best[np.argsort(-counts[best], kind="stable")][:limit]
-    return {int(image[b]): (int(counts[b]), votes[starts[b]: starts[b] + counts[b]] % (len(query_positions) + 1))
-            for b in best}
+    return {int(image[b]): (int(counts[b]), votes[starts[b]: starts[b] + counts[b]] % radix) for b in best}
 
 
 class _NccPlan:
@@ -386,8 +385,8 @@ class RegionSearch:
                     windows[window] = float(s)
         ranked = sorted(votes, key=lambda o: -max(votes[o].values()))[:CANDIDATES]
         chosen = {o: sorted(((s, w) for w, s in votes[o].items()), reverse=True) for o in ranked}
-        rows, columns = np.nonzero(ids >= 0)
-        hits = ids[rows, columns]
+        rows, neighbour = np.nonzero(ids >= 0)
+        hits = ids[rows, neighbour]
         agreeing = consistent_votes(positions, rows, self.owners[hits], cell_position(self.cells[hits]),
                                     limit=CONSISTENT_CANDIDATES)
         for owner in agreeing:
