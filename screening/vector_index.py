@@ -7,7 +7,7 @@ themselves, no quantisation error) of about 4·√N lists, of which IMAGE_NPROBE
 
 Region windows (64 per training image, 24 million at MIMIC scale) go into an inverted file of
 product-quantised codes whose lists hold about REGION_LIST_SIZE windows each, whatever the index's
-size: the search of a query's 529 windows then scans the same number of codes at 20,000 or 377,000
+size: the search of a query's 900 windows then scans the same number of codes at 20,000 or 377,000
 images (REGION_NPROBE lists each), where lists of √N windows made it grow with the index (0.21 s per
 image measured at 20,000 images; 4.3 times the codes at 377,000).
 """

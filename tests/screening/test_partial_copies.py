@@ -139,25 +139,30 @@ def test_a_straight_edge_that_two_radiographs_share_is_not_a_copied_area():
 
 def test_windows_that_agree_on_one_displacement_outvote_more_numerous_scattered_look_alikes():
     """A copied region moves as a whole: its windows match the original's at one displacement. Chance
-    look-alikes among millions of windows match anywhere. Hits made up here with numpy: image 7 gets
-    10 query windows at displacement (+20, -30) give or take the training grid's half step, image 3
-    gets 40 hits at random displacements."""
+    look-alikes among millions of windows match anywhere. Hits made up here with numpy: image 7's
+    training windows (12-pixel grid) are copied displaced by (-20.4, +30.6) pixels and each is found by
+    the query windows (3-pixel grid) up to 4 pixels off, image 3 gets 40 hits at random displacements."""
     from screening import regions
 
     rng = np.random.default_rng(0)
-    query_positions = np.stack(np.meshgrid(np.arange(0, 89, 4), np.arange(0, 89, 4), indexing="ij"), -1).reshape(-1, 2)
-    inside = np.nonzero(((query_positions + (20, -30) >= 0) & (query_positions + (20, -30) <= 88)).all(1))[0]
-    copied = rng.choice(inside, 10, replace=False)
+    grid = np.arange(0, 88, 3)
+    query_positions = np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+    displacement = np.array([-20.4, 30.6])  # training position minus query position
+    copied, trained = [], []
+    for t in np.stack(np.meshgrid(np.arange(24, 85, 12), np.arange(36, 85, 12), indexing="ij"), -1).reshape(-1, 2):
+        near = np.nonzero(np.abs(query_positions - (t - displacement)).max(axis=1) <= 4)[0]
+        copied += near.tolist()
+        trained += [t] * len(near)
     scattered = rng.choice(len(query_positions), 40)
     rows = np.concatenate([copied, scattered])
     owners = np.array([7] * len(copied) + [3] * len(scattered))
-    near = np.clip(query_positions[copied] + (20, -30) + rng.integers(-5, 6, (len(copied), 2)), 0, 84)
-    train_positions = np.concatenate([near // 12 * 12, rng.integers(0, 8, (len(scattered), 2)) * 12])
+    train_positions = np.concatenate([np.array(trained), rng.integers(0, 8, (len(scattered), 2)) * 12])
 
     votes = regions.consistent_votes(query_positions, rows, owners, train_positions)
 
-    assert votes[7][0] == len(copied) and set(votes[7][1]) == set(copied)
-    assert votes[3][0] < len(copied) / 2
+    assert votes[7][0] == len(set(copied)) and set(votes[7][1]) == set(copied)
+    assert votes[3][0] < len(set(copied)) / 4
+    assert list(votes)[0] == 7
 
 
 def test_a_training_windows_cell_gives_back_its_position():
