@@ -18,7 +18,9 @@ This stage works on 128×128 thumbnails (four times the pixels of the whole-imag
   about 0.90, below look-alikes of other images (0.95–0.99 among 24 million windows). Candidates are the
   images with the most similar windows, and the images with the most query windows that agree on one
   displacement (see :func:`consistent_votes`: a copied region moves as a whole; chance look-alikes among
-  millions of windows scatter).
+  millions of windows scatter) and whose agreeing windows match exactly, not only by their quantised
+  codes (see :meth:`RegionSearch._checked_exactly`): a copy of a quarter of the image may hold only two
+  training windows, too few votes to stand out among thousands of images on their own.
 * **Verification** — the training images the windows vote for are checked by normalised cross-
   correlation of the best query windows at every position in the candidate (a locally aligned
   match, by FFT), and the match is grown: the share of the query's area where the two images agree
@@ -62,7 +64,9 @@ DISPLACEMENT_BIN = 4
 # structured_tiles it stays at 0.48 for 10 or 20. Each candidate's FFT (of a fast size) is shared by
 # its windows (_NccPlan), so 10 candidates take less time than 5 did before.
 CANDIDATES = 10  # verified: the images with the most similar single windows ...
-CONSISTENT_CANDIDATES = 5  # ... and those with the most windows agreeing on a displacement
+CONSISTENT_CANDIDATES = 5  # ... and those whose windows agreeing on a displacement match best exactly,
+VOTE_POOL = 50  # ... among this many with the most agreeing windows
+EXACT_SIMILARITY = 0.985  # an agreeing window counts when its exact similarity is at least this
 WINDOWS_VERIFIED = 4  # query windows correlated per candidate
 EXACT_SEARCH_LIMIT = 200_000  # windows (about 3,000 images); beyond, an approximate (inverted-file) index
 PQ_BYTES = 16
@@ -157,6 +161,18 @@ def cell_position(cells: np.ndarray) -> np.ndarray:
     """(row, column) of training windows from their cells (the inverse of :func:`train_cell`)."""
     cells = np.asarray(cells, dtype=np.int64)
     return np.stack([_TRAIN_STARTS[cells // len(_TRAIN_STARTS)], _TRAIN_STARTS[cells % len(_TRAIN_STARTS)]], axis=-1)
+
+
+def train_window_descriptors(thumb: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """The descriptors (n, 64) of a stored training thumbnail's windows at grid ``cells`` (see
+    :func:`train_cell`), as :func:`window_descriptors` made them for the index, unquantised."""
+    positions = cell_position(cells).reshape(-1, 2)
+    means = _box_sums(np.asarray(thumb, dtype=np.float64), BLOCK) / (BLOCK * BLOCK)
+    offsets = np.arange(8) * BLOCK
+    blocks = means[positions[:, 0, None, None] + offsets[None, :, None],
+                   positions[:, 1, None, None] + offsets[None, None, :]].reshape(len(positions), 64)
+    spread = blocks.std(axis=1)
+    return ((blocks - blocks.mean(axis=1, keepdims=True)) / np.maximum(spread[:, None], 1e-6)).astype(np.float32)
 
 
 def consistent_votes(query_positions: np.ndarray, rows: np.ndarray, owners: np.ndarray,
@@ -374,12 +390,14 @@ class RegionSearch:
     def candidates(self, thumb: np.ndarray) -> dict[int, list[tuple[float, tuple]]]:
         """Training images to verify, each with its query windows: image → [(similarity, query window)],
         best first. The CANDIDATES images with the most similar single window, and the
-        CONSISTENT_CANDIDATES with the most windows agreeing on a displacement (with those windows)."""
+        CONSISTENT_CANDIDATES whose windows agreeing on a displacement match best (with those windows):
+        of the VOTE_POOL images with the most agreeing windows, those with the most agreeing windows
+        that are at least EXACT_SIMILARITY similar, measured exactly (see :meth:`_checked_exactly`)."""
         positions, descriptors = window_descriptors(thumb, QUERY_STRIDE)
         if not len(descriptors):
             return {}
-        sims, ids = self.index.search(project(descriptors, self.mean, self.components),
-                                      min(NEIGHBOURS, self.index.ntotal))
+        projected = project(descriptors, self.mean, self.components)
+        sims, ids = self.index.search(projected, min(NEIGHBOURS, self.index.ntotal))
         votes: dict[int, dict[tuple, float]] = {}
         for row, (row_s, row_i) in enumerate(zip(sims, ids)):
             window = (int(positions[row, 0]), int(positions[row, 1]))
@@ -394,13 +412,37 @@ class RegionSearch:
         chosen = {o: sorted(((s, w) for w, s in votes[o].items()), reverse=True) for o in ranked}
         rows, neighbour = np.nonzero(ids >= 0)
         hits = ids[rows, neighbour]
-        agreeing = consistent_votes(positions, rows, self.owners[hits], cell_position(self.cells[hits]),
-                                    limit=CONSISTENT_CANDIDATES)
-        for owner in agreeing:
+        owners, cells = self.owners[hits], self.cells[hits]
+        pool = consistent_votes(positions, rows, owners, cell_position(cells), limit=VOTE_POOL)
+        for owner, windows in self._checked_exactly(pool, projected, rows, owners, cells)[:CONSISTENT_CANDIDATES]:
             if owner not in chosen:
-                windows = {(int(positions[r, 0]), int(positions[r, 1])) for r in agreeing[owner][1]}
-                chosen[owner] = sorted(((s, w) for w, s in votes[owner].items() if w in windows), reverse=True)
+                chosen[owner] = [(s, (int(positions[r, 0]), int(positions[r, 1]))) for s, r in windows]
         return chosen
+
+    def _checked_exactly(self, pool: dict, projected: np.ndarray, rows: np.ndarray, owners: np.ndarray,
+                         cells: np.ndarray) -> list[tuple[int, list[tuple[float, int]]]]:
+        """The images of ``pool`` (see :func:`consistent_votes`), best first, by their agreeing query
+        windows' exact similarity to the training windows they hit: windows at least EXACT_SIMILARITY
+        similar, then the sum of the three best similarities. Each with its windows: [(similarity, query
+        window's row in ``projected``)], best first.
+
+        The search ranks by product-quantised similarity, which is off by about 0.01: among millions of
+        windows, look-alikes at 0.98–0.99 outrank a copied window at 0.995. A quarter-area copy may hold
+        only two training windows, so it can gather fewer agreeing votes than chance look-alikes; its
+        windows still match exactly, which the look-alikes' rarely do. Only the pool's thumbnails are read."""
+        ranked = []
+        for owner, (_, windows) in pool.items():
+            hit = np.nonzero((owners == owner) & np.isin(rows, windows))[0]
+            train = project(train_window_descriptors(self.thumbnails[owner], cells[hit]), self.mean, self.components)
+            similarity = (projected[rows[hit]] * train).sum(axis=1)
+            best: dict[int, float] = {}
+            for row, value in zip(rows[hit].tolist(), similarity.tolist()):
+                best[row] = max(best.get(row, -2.0), value)
+            values = sorted(best.values(), reverse=True)
+            key = (sum(v >= EXACT_SIMILARITY for v in values), sum(values[:3]))
+            ranked.append((key, owner, sorted(((v, r) for r, v in best.items()), reverse=True)))
+        ranked.sort(key=lambda item: item[0], reverse=True)
+        return [(owner, windows) for _, owner, windows in ranked]
 
     def analyse(self, thumb: np.ndarray, also: tuple = ()) -> RegionMatch | None:
         """The best region match of a 128×128 query thumbnail (0–255, NaN = padding). ``also``: more

@@ -175,6 +175,19 @@ def test_a_training_windows_cell_gives_back_its_position():
     assert (regions.cell_position(cells) == positions).all()
 
 
+def test_a_training_windows_exact_descriptor_is_the_one_indexed():
+    """The exact check of agreeing windows recomputes training windows' descriptors from the stored
+    thumbnail: they must be the ones the index was built from, window for window."""
+    from screening import regions
+
+    rng = np.random.default_rng(3)
+    thumb = np.clip(rng.normal(128, 40, (regions.REGION_SIZE, regions.REGION_SIZE)), 0, 255).astype(np.uint8)
+    positions, descriptors = regions.window_descriptors(thumb.astype(np.float64), regions.TRAIN_STRIDE)
+    cells = regions.train_cell(positions)
+    again = regions.train_window_descriptors(thumb, cells[::-1])
+    assert np.allclose(again, descriptors[::-1], atol=1e-5)
+
+
 def test_the_displacement_vote_alone_finds_a_copied_region(screening_split, tmp_path, monkeypatch):
     """With the most-similar-window candidates switched off, the windows agreeing on a displacement
     still bring the original to verification; with both off nothing is found."""
