@@ -21,9 +21,9 @@ This stage works on 128×128 thumbnails (four times the pixels of the whole-imag
   millions of windows scatter) and whose agreeing windows match exactly, not only by their quantised
   codes (see :meth:`RegionSearch._checked_exactly`): a copy of a quarter of the image may hold only two
   training windows, too few votes to stand out among thousands of images on their own.
-* **Verification** — the training images the windows vote for are checked by normalised cross-
-  correlation of the best query windows at every position in the candidate (a locally aligned
-  match, by FFT), and the match is grown: the share of the query's area where the two images agree
+* **Verification** (:mod:`screening.region_match`) — the training images the windows vote for are
+  checked by normalised cross-correlation of the best query windows at every position in the
+  candidate (a locally aligned match, by FFT), and the match is grown: the share of the query's area where the two images agree
   at that displacement is the copied area reported to reviewers. Only tiles with two-dimensional
   structure count as agreeing (see :func:`structured_tiles`): a straight edge matches any other
   straight edge anywhere along it, which is how two patients' radiographs agreed by chance.
@@ -38,9 +38,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import fft as sfft
 
 from . import imaging, parallel, vector_index
+from .region_match import NccPlan, agreement_area, box_sums, detail, fuse, structured_tiles
 
 REGION_SIZE = 128
 # A copied region of a quarter of the image area with an aspect up to 4:3 is at least 55 pixels on
@@ -62,7 +62,7 @@ DISPLACEMENT_BIN = 4
 # image copy ranked as low as 7th on the 60 public images. Verifying 10 instead of 5 raised the
 # highest held-out patient's score from 0.52 to 0.58 while straight edges counted as agreement; with
 # structured_tiles it stays at 0.48 for 10 or 20. Each candidate's FFT (of a fast size) is shared by
-# its windows (_NccPlan), so 10 candidates take less time than 5 did before.
+# its windows (NccPlan), so 10 candidates take less time than 5 did before.
 CANDIDATES = 10  # verified: the images with the most similar single windows ...
 CONSISTENT_CANDIDATES = 5  # ... and those whose windows agreeing on a displacement match best exactly,
 VOTE_POOL = 50  # ... among this many with the most agreeing windows
@@ -71,17 +71,6 @@ WINDOWS_VERIFIED = 4  # query windows correlated per candidate
 EXACT_SEARCH_LIMIT = 200_000  # windows (about 3,000 images); beyond, an approximate (inverted-file) index
 PQ_BYTES = 16
 SAMPLE_IMAGES = 20_000  # images whose windows fit the PCA (and the quantiser at scale)
-AGREEMENT_TILE = 16
-AGREEMENT_STRIDE = 8
-AGREEMENT_PEARSON = 0.85  # a 16×16 tile agrees when its correlation at the match's displacement is this high
-# ... and when its detail is two-dimensional: the smaller eigenvalue of its gradients' structure tensor
-# at least this share of the larger (see structured_tiles). On the 60 public images this ratio had a
-# median of 0.10 in tiles agreeing by chance between patients (a tenth below 0.012: straight edges,
-# the image's border) and of 0.36 in tiles of copied regions (5 % below 0.08).
-MIN_ISOTROPY = 0.1
-FULL_AREA = 0.25
-DETAIL_SIGMA = 3.0  # verification compares detail (a band of the image between these blurs), see detail()
-DETAIL_FINE = 0.8
 
 
 @dataclass
@@ -107,33 +96,13 @@ def stored_thumbnail(array: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.nan_to_num(region_thumbnail(array), nan=0.0)), 0, 255).astype(np.uint8)
 
 
-def detail(thumb: np.ndarray) -> np.ndarray:
-    """The thumbnail minus its Gaussian blur (NaN kept): ribs, vessels, edges and texture. Chest
-    radiographs of different patients share their smooth layout, so raw windows of two patients
-    correlate at 0.97 or more; their detail does not."""
-    from scipy import ndimage
-
-    thumb = np.asarray(thumb, dtype=np.float64)
-    invalid = np.isnan(thumb)
-    filled = np.where(invalid, np.nanmean(thumb) if (~invalid).any() else 0.0, thumb)
-    out = ndimage.gaussian_filter(filled, DETAIL_FINE) - ndimage.gaussian_filter(filled, DETAIL_SIGMA)
-    out[invalid] = np.nan
-    return out
-
-
-def _box_sums(values: np.ndarray, size: int) -> np.ndarray:
-    """Sums over every size×size box (valid positions), by an integral image."""
-    total = np.pad(np.cumsum(np.cumsum(values, axis=0), axis=1), ((1, 0), (1, 0)))
-    return total[size:, size:] - total[:-size, size:] - total[size:, :-size] + total[:-size, :-size]
-
-
 def window_descriptors(thumb: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """(positions (n, 2), descriptors (n, 64)) of the WINDOW×WINDOW windows of ``thumb`` on a
     ``stride`` grid that lie wholly inside the image (no padding) and are not flat."""
     thumb = np.asarray(thumb, dtype=np.float64)
     invalid = np.isnan(thumb)
-    means = _box_sums(np.where(invalid, 0.0, thumb), BLOCK) / (BLOCK * BLOCK)
-    holes = _box_sums(invalid.astype(np.float64), WINDOW)
+    means = box_sums(np.where(invalid, 0.0, thumb), BLOCK) / (BLOCK * BLOCK)
+    holes = box_sums(invalid.astype(np.float64), WINDOW)
     starts = np.arange(0, thumb.shape[0] - WINDOW + 1, stride)
     rows, cols = np.meshgrid(starts, starts, indexing="ij")
     rows, cols = rows.ravel(), cols.ravel()
@@ -167,7 +136,7 @@ def train_window_descriptors(thumb: np.ndarray, cells: np.ndarray) -> np.ndarray
     """The descriptors (n, 64) of a stored training thumbnail's windows at grid ``cells`` (see
     :func:`train_cell`), as :func:`window_descriptors` made them for the index, unquantised."""
     positions = cell_position(cells).reshape(-1, 2)
-    means = _box_sums(np.asarray(thumb, dtype=np.float64), BLOCK) / (BLOCK * BLOCK)
+    means = box_sums(np.asarray(thumb, dtype=np.float64), BLOCK) / (BLOCK * BLOCK)
     offsets = np.arange(8) * BLOCK
     blocks = means[positions[:, 0, None, None] + offsets[None, :, None],
                    positions[:, 1, None, None] + offsets[None, None, :]].reshape(len(positions), 64)
@@ -199,97 +168,6 @@ def consistent_votes(query_positions: np.ndarray, rows: np.ndarray, owners: np.n
     best = order[np.r_[True, image[order][1:] != image[order][:-1]]]
     best = best[np.argsort(-counts[best], kind="stable")][:limit]
     return {int(image[b]): (int(counts[b]), votes[starts[b]: starts[b] + counts[b]] % radix) for b in best}
-
-
-class _NccPlan:
-    """Normalised cross-correlation of square windows of one size at every valid position in ``image``
-    (finite): the image's FFT and local variances are computed once and shared by all its windows."""
-
-    def __init__(self, image: np.ndarray, size: int = WINDOW, floor: float = 1.0):
-        self.image, self.size = image, size
-        # A circular correlation as large as the image is exact at every valid position (what wraps
-        # around lands only on positions where the window would overhang), and 128 is a fast FFT
-        # size where the full linear size, 167, is a prime.
-        self.shape = tuple(sfft.next_fast_len(n, real=True) for n in image.shape)
-        self.spectrum = sfft.rfft2(image, self.shape, workers=1)
-        sums = _box_sums(image, size)
-        variance = np.maximum(_box_sums(image * image, size) - sums * sums / (size * size), 1e-6)
-        # No peaks on flat regions: a window can only match where the candidate has some pattern.
-        self.scale = np.sqrt(np.maximum(variance, (size * size) * floor ** 2))
-
-    def __call__(self, window: np.ndarray) -> np.ndarray:
-        h, w = window.shape
-        z = window - window.mean()
-        norm = float(np.sqrt((z * z).sum()))
-        if norm < 1e-6:
-            return np.full(self.scale.shape, -1.0)
-        corr = sfft.irfft2(self.spectrum * sfft.rfft2(z[::-1, ::-1], self.shape, workers=1), self.shape,
-                           workers=1)[h - 1:self.image.shape[0], w - 1:self.image.shape[1]]
-        return corr / (norm * self.scale)
-
-
-def _ncc_map(window: np.ndarray, image: np.ndarray, floor: float = 1.0) -> np.ndarray:
-    """Normalised cross-correlation of square ``window`` at every valid position in ``image`` (both finite)."""
-    return _NccPlan(image, window.shape[0], floor)(window)
-
-
-def _tile_starts(size: int = REGION_SIZE) -> np.ndarray:
-    return np.arange(0, size - AGREEMENT_TILE + 1, AGREEMENT_STRIDE)
-
-
-def structured_tiles(query: np.ndarray) -> np.ndarray:
-    """Which AGREEMENT_TILE tiles (on the AGREEMENT_STRIDE grid) of a detail image have two-dimensional
-    structure: the smaller eigenvalue of the tile's structure tensor (summed outer products of the
-    gradient) is at least MIN_ISOTROPY of the larger. A straight edge (the image's border, a rib's or
-    the diaphragm's outline, a tube) correlates with any straight edge of another radiograph anywhere
-    along its length, so tiles holding only edges say nothing about where a region came from."""
-    gy, gx = np.gradient(np.nan_to_num(query))
-    starts = _tile_starts(query.shape[0])
-    xx, yy, xy = (_box_sums(v, AGREEMENT_TILE)[np.ix_(starts, starts)] for v in (gx * gx, gy * gy, gx * gy))
-    half_trace = (xx + yy) / 2
-    spread = np.sqrt(np.maximum(half_trace ** 2 - (xx * yy - xy * xy), 0.0))
-    return (half_trace - spread) >= MIN_ISOTROPY * np.maximum(half_trace + spread, 1e-9)
-
-
-def agreement_area(query: np.ndarray, candidate: np.ndarray, displacement: tuple,
-                   structured: np.ndarray | None = None) -> float:
-    """Share of the query's (valid) AGREEMENT_TILE tiles, on an AGREEMENT_STRIDE grid, that correlate
-    at least AGREEMENT_PEARSON with the candidate moved by ``displacement`` (candidate = query + d)
-    and have two-dimensional structure (``structured``, see :func:`structured_tiles`): how much of
-    the image the match covers. A copied region agrees over its whole area; a chance match of one
-    window between two patients' radiographs does not spread beyond it."""
-    dy, dx = (int(v) for v in displacement)
-    size, tile = query.shape[0], AGREEMENT_TILE
-    starts = _tile_starts(size)
-    if structured is None:
-        structured = structured_tiles(query)
-    valid_tiles = _box_sums((~np.isnan(query)).astype(np.float64), tile)[np.ix_(starts, starts)] >= tile * tile - 0.5
-    total = int(valid_tiles.sum())
-    if not total:
-        return 0.0
-    # The overlap of the query and the moved candidate, in query coordinates.
-    top, left = max(0, -dy), max(0, -dx)
-    bottom, right = min(size, size - dy), min(size, size - dx)
-    if bottom - top < tile or right - left < tile:
-        return 0.0
-    q = np.nan_to_num(query[top:bottom, left:right])
-    t = candidate[top + dy:bottom + dy, left + dx:right + dx]
-    n = tile * tile
-    sq, st = _box_sums(q, tile), _box_sums(t, tile)
-    cov = _box_sums(q * t, tile) - sq * st / n
-    vq = _box_sums(q * q, tile) - sq * sq / n
-    vt = _box_sums(t * t, tile) - st * st / n
-    pearson = cov / np.sqrt(np.maximum(vq * vt, 1e-9))
-    agree = np.zeros((size - tile + 1, size - tile + 1), dtype=bool)
-    agree[top:top + pearson.shape[0], left:left + pearson.shape[1]] = (pearson >= AGREEMENT_PEARSON) & (vq > n) & (vt > n)
-    return float((agree[np.ix_(starts, starts)] & valid_tiles & structured).sum() / total)
-
-
-def fuse(correlation: float, area: float) -> float:
-    """The region score: half the best window's correlation, half the matched area (full at a
-    quarter of the image). The area is what separates a copied region from a chance match of one
-    window, which grows likelier as the index grows; the correlation ranks matches of equal area."""
-    return 0.5 * correlation + 0.5 * min(1.0, area / FULL_AREA)
 
 
 def fit(descriptors: np.ndarray, dim: int = REGION_PCA_DIM, max_samples: int = 100_000, seed: int = 0):
@@ -461,7 +339,7 @@ class RegionSearch:
         best = None
         for owner, windows in verified.items():
             candidate = detail(np.asarray(self.thumbnails[owner], dtype=np.float64))
-            plan = _NccPlan(candidate)
+            plan = NccPlan(candidate, WINDOW)
             found = None
             for r, c in windows:
                 ncc = plan(query[r:r + WINDOW, c:c + WINDOW])

@@ -122,19 +122,19 @@ def test_a_straight_edge_that_two_radiographs_share_is_not_a_copied_area():
     """An edge (the image's border, a rib's outline, a tube) correlates with any other straight edge
     along its whole length: tiles holding only an edge do not count towards the copied area, tiles
     with two-dimensional detail do."""
-    from screening import regions
+    from screening import region_match, regions
 
     rng = np.random.default_rng(0)
     rows = np.arange(regions.REGION_SIZE)[:, None]
     edge = np.where(rows < 40, 60.0, 160.0) + np.zeros((1, regions.REGION_SIZE))  # one horizontal edge
-    query = regions.detail(edge + rng.normal(0, 0.2, edge.shape))
-    other = regions.detail(edge + rng.normal(0, 0.2, edge.shape))  # another image with the same edge
-    everywhere = np.ones_like(regions.structured_tiles(query))
-    assert regions.agreement_area(query, other, (0, 17), everywhere) > 0.05  # the edge agrees at any shift
-    assert regions.agreement_area(query, other, (0, 17)) == 0.0
-    texture = regions.detail(rng.normal(128, 30, edge.shape))
-    assert regions.structured_tiles(texture).mean() > 0.9
-    assert regions.agreement_area(texture, texture, (0, 0)) > 0.9
+    query = region_match.detail(edge + rng.normal(0, 0.2, edge.shape))
+    other = region_match.detail(edge + rng.normal(0, 0.2, edge.shape))  # another image with the same edge
+    everywhere = np.ones_like(region_match.structured_tiles(query))
+    assert region_match.agreement_area(query, other, (0, 17), everywhere) > 0.05  # the edge agrees at any shift
+    assert region_match.agreement_area(query, other, (0, 17)) == 0.0
+    texture = region_match.detail(rng.normal(128, 30, edge.shape))
+    assert region_match.structured_tiles(texture).mean() > 0.9
+    assert region_match.agreement_area(texture, texture, (0, 0)) > 0.9
 
 
 def test_windows_that_agree_on_one_displacement_outvote_more_numerous_scattered_look_alikes():
