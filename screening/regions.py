@@ -23,8 +23,8 @@ This stage works on 128×128 thumbnails (four times the pixels of the whole-imag
   training windows, too few votes to stand out among thousands of images on their own.
 * **Verification** (:mod:`screening.region_match`) — the training images the windows vote for are
   checked by normalised cross-correlation of the best query windows at every position in the
-  candidate (a locally aligned match, by FFT), and the match is grown: the share of the query's area where the two images agree
-  at that displacement is the copied area reported to reviewers. Only tiles with two-dimensional
+  candidate (a locally aligned match, by FFT), and the match is grown: the share of the query's area
+  where the two images agree at that displacement is the copied area reported to reviewers. Only tiles with two-dimensional
   structure count as agreeing (see :func:`structured_tiles`): a straight edge matches any other
   straight edge anywhere along it, which is how two patients' radiographs agreed by chance.
 
@@ -96,6 +96,18 @@ def stored_thumbnail(array: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.nan_to_num(region_thumbnail(array), nan=0.0)), 0, 255).astype(np.uint8)
 
 
+def _block_means(means: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The 8×8 block means (n, 64) of the windows at ``positions`` (n, 2), from a map of BLOCK×BLOCK means."""
+    offsets = np.arange(8) * BLOCK
+    return means[positions[:, 0, None, None] + offsets[None, :, None],
+                 positions[:, 1, None, None] + offsets[None, None, :]].reshape(len(positions), 64)
+
+
+def _standardised(blocks: np.ndarray) -> np.ndarray:
+    spread = blocks.std(axis=1, keepdims=True)
+    return ((blocks - blocks.mean(axis=1, keepdims=True)) / np.maximum(spread, 1e-6)).astype(np.float32)
+
+
 def window_descriptors(thumb: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """(positions (n, 2), descriptors (n, 64)) of the WINDOW×WINDOW windows of ``thumb`` on a
     ``stride`` grid that lie wholly inside the image (no padding) and are not flat."""
@@ -104,17 +116,10 @@ def window_descriptors(thumb: np.ndarray, stride: int) -> tuple[np.ndarray, np.n
     means = box_sums(np.where(invalid, 0.0, thumb), BLOCK) / (BLOCK * BLOCK)
     holes = box_sums(invalid.astype(np.float64), WINDOW)
     starts = np.arange(0, thumb.shape[0] - WINDOW + 1, stride)
-    rows, cols = np.meshgrid(starts, starts, indexing="ij")
-    rows, cols = rows.ravel(), cols.ravel()
-    offsets = np.arange(8) * BLOCK
-    grid_r = rows[:, None, None] + offsets[None, :, None]
-    grid_c = cols[:, None, None] + offsets[None, None, :]
-    blocks = means[grid_r, grid_c].reshape(len(rows), 64)
-    spread = blocks.std(axis=1)
-    keep = (holes[rows, cols] < 0.5) & (spread >= MIN_SPREAD)
-    blocks = blocks[keep]
-    descriptors = (blocks - blocks.mean(axis=1, keepdims=True)) / np.maximum(spread[keep][:, None], 1e-6)
-    return np.stack([rows[keep], cols[keep]], axis=1), descriptors.astype(np.float32)
+    positions = np.stack(np.meshgrid(starts, starts, indexing="ij"), axis=-1).reshape(-1, 2)
+    blocks = _block_means(means, positions)
+    keep = (holes[positions[:, 0], positions[:, 1]] < 0.5) & (blocks.std(axis=1) >= MIN_SPREAD)
+    return positions[keep], _standardised(blocks[keep])
 
 
 _TRAIN_STARTS = np.arange(0, REGION_SIZE - WINDOW + 1, TRAIN_STRIDE)  # a training window's rows and columns
@@ -135,13 +140,8 @@ def cell_position(cells: np.ndarray) -> np.ndarray:
 def train_window_descriptors(thumb: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """The descriptors (n, 64) of a stored training thumbnail's windows at grid ``cells`` (see
     :func:`train_cell`), as :func:`window_descriptors` made them for the index, unquantised."""
-    positions = cell_position(cells).reshape(-1, 2)
     means = box_sums(np.asarray(thumb, dtype=np.float64), BLOCK) / (BLOCK * BLOCK)
-    offsets = np.arange(8) * BLOCK
-    blocks = means[positions[:, 0, None, None] + offsets[None, :, None],
-                   positions[:, 1, None, None] + offsets[None, None, :]].reshape(len(positions), 64)
-    spread = blocks.std(axis=1)
-    return ((blocks - blocks.mean(axis=1, keepdims=True)) / np.maximum(spread[:, None], 1e-6)).astype(np.float32)
+    return _standardised(_block_means(means, cell_position(cells).reshape(-1, 2)))
 
 
 def consistent_votes(query_positions: np.ndarray, rows: np.ndarray, owners: np.ndarray,
